@@ -1,0 +1,78 @@
+//! Tutela's HTTP surface. [`build_app`] assembles every route; `main` and the tests use it alike.
+//!
+//! This crate never talks to a database driver: it goes through `tutela-store`.
+
+mod error;
+mod middleware;
+mod public;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tutela_domain::Register;
+use tutela_store::Store;
+
+pub use error::{ApiError, ErrorCode};
+
+/// The register as loaded, with what the server needs to present it.
+#[derive(Debug)]
+pub struct LoadedRegister {
+    pub register: Register,
+    /// The register's canonical hash (also stored with its version).
+    pub hash: String,
+    /// The date this version was first loaded: the notice's "last updated".
+    pub last_updated: jiff::civil::Date,
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub register: Arc<LoadedRegister>,
+    pub store: Store,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(register: LoadedRegister, store: Store) -> Self {
+        AppState {
+            register: Arc::new(register),
+            store,
+            metrics: metrics_handle(),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every router in the process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .expect("static bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // A recorder may already be installed (e.g. by an embedding program): then ours
+            // only renders what it records, which is nothing; say so once.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Every route of Tutela, with its middleware.
+pub fn build_app(state: AppState) -> Router {
+    public::routes()
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            middleware::DEFAULT_BODY_LIMIT,
+        ))
+        .with_state(state)
+}

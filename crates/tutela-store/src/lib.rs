@@ -1,0 +1,314 @@
+//! Tutela's storage.
+//!
+//! One [`Store`] serves both engines: SQLite (the embedded default, a file in the data directory
+//! in WAL mode) and PostgreSQL (scale-out: several stateless Tutela nodes share one database).
+//! Queries are written once in the SQL subset both engines understand, with `$N` placeholders,
+//! and run through sqlx's `Any` driver. What differs between the engines lives in the
+//! per-engine migrations (`migrations/sqlite`, `migrations/postgres`) and in the few places that
+//! match on [`Engine`].
+//!
+//! Times are stored as unix seconds (UTC) in `BIGINT` columns.
+
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
+
+/// Errors of the store. Messages never contain personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    #[error(
+        "migration {version} ({name}) was changed after it was applied: shipped migrations must never be edited; add a new one"
+    )]
+    MigrationChanged { version: i64, name: String },
+    #[error(
+        "the database has migration {0} which this version of Tutela does not know: it was written by a newer Tutela"
+    )]
+    UnknownMigration(i64),
+    #[error("could not prepare the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database engine a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// A version of the register as it was loaded at some point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterVersion {
+    pub id: i64,
+    /// SHA-256 of the register's canonical form.
+    pub hash: String,
+    /// The register's newest revision id at that time.
+    pub revision: Option<String>,
+    /// When Tutela first loaded this version (unix seconds).
+    pub recorded_at: i64,
+}
+
+/// The database behind Tutela.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    sqlite_path: Option<PathBuf>,
+}
+
+/// The file name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "tutela.db";
+
+impl Store {
+    /// Opens the embedded SQLite database `tutela.db` in `data_dir` (created with mode 0700 if
+    /// missing) and applies the migrations.
+    pub async fn open_data_dir(data_dir: &Path) -> Result<Self> {
+        create_private_dir(data_dir)?;
+        Self::open_sqlite(&data_dir.join(SQLITE_FILE)).await
+    }
+
+    /// Opens (creating if needed) an SQLite database file and applies the migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut store = Self::connect(&url).await?;
+        store.sqlite_path = Some(path.to_path_buf());
+        Ok(store)
+    }
+
+    /// Opens a database by URL (`sqlite://…` or `postgres://…`) and applies the migrations.
+    pub async fn open_url(url: &str) -> Result<Self> {
+        let mut store = Self::connect(url).await?;
+        if store.engine == Engine::Sqlite {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            store.sqlite_path = Some(PathBuf::from(path));
+        }
+        Ok(store)
+    }
+
+    async fn connect(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            // Never echo the URL: it may carry a password.
+            let scheme = url.split(':').next().unwrap_or_default();
+            return Err(StoreError::UnsupportedUrl(format!("{scheme}:…")));
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(match engine {
+                Engine::Sqlite => 8,
+                Engine::Postgres => 16,
+            });
+        let options = match engine {
+            Engine::Sqlite => options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL for concurrent readers; FULL sync so an acknowledged write survives a
+                    // power cut; secure_delete so freed pages hold no plaintext.
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                         PRAGMA secure_delete = ON;",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Engine::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        let store = Store {
+            pool,
+            engine,
+            sqlite_path: None,
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The SQLite database file, when the store runs on SQLite.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.sqlite_path.as_deref()
+    }
+
+    /// The connection pool, for the other store modules of this crate.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Checks the database answers (used by `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (and, on SQLite, checkpoints the WAL into the main file).
+    pub async fn close(&self) {
+        if self.engine == Engine::Sqlite {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
+        self.pool.close().await;
+    }
+
+    /// Records the loaded register if it differs from the newest stored version.
+    ///
+    /// Returns the current version and whether it was just recorded.
+    pub async fn record_register_version(
+        &self,
+        hash: &str,
+        revision: Option<&str>,
+        content_json: &str,
+        now: i64,
+    ) -> Result<(RegisterVersion, bool)> {
+        let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            // Several nodes may start at once: one of them records the version.
+            sqlx::query("LOCK TABLE register_versions IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let latest = sqlx::query(
+            "SELECT id, hash, revision, recorded_at FROM register_versions ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| version_from_row(&row))
+        .transpose()?;
+        if let Some(latest) = latest
+            && latest.hash == hash
+        {
+            tx.commit().await?;
+            return Ok((latest, false));
+        }
+        let row = sqlx::query(
+            "INSERT INTO register_versions (hash, revision, content, recorded_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id, hash, revision, recorded_at",
+        )
+        .bind(hash)
+        .bind(revision)
+        .bind(content_json)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let version = version_from_row(&row)?;
+        tx.commit().await?;
+        Ok((version, true))
+    }
+
+    /// Every stored register version, newest first.
+    pub async fn register_versions(&self) -> Result<Vec<RegisterVersion>> {
+        let rows = sqlx::query(
+            "SELECT id, hash, revision, recorded_at FROM register_versions ORDER BY id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    /// The content (canonical JSON) of a stored register version.
+    pub async fn register_version_content(&self, id: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT content FROM register_versions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    /// Takes (or renews) the lease `name` for `holder` until `now + ttl_secs`, unless another
+    /// holder has an unexpired lease. Periodic jobs use it so that one node runs each job.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO job_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_secs)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Gives a lease back before it expires.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn version_from_row(row: &sqlx::any::AnyRow) -> Result<RegisterVersion> {
+    Ok(RegisterVersion {
+        id: row.try_get("id")?,
+        hash: row.try_get("hash")?,
+        revision: row.try_get("revision")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// Creates a directory readable only by its owner (0700 on unix); an existing one is left as is.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let err = |source| StoreError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(err)
+}

@@ -1,0 +1,121 @@
+//! The `tutela` command: serve the privacy engine, check and render the register.
+
+mod config;
+mod policy_cmd;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "Tutela: a self-hosted privacy engine that makes a privacy policy executable.
+
+One register of processing activities (policy.toml) is rendered as the public privacy notice,
+decides what the collectors may keep, stamps every stored datum with its deletion deadline and
+drives the data-subject rights.";
+
+const AFTER_HELP: &str = "Examples:
+  tutela serve                                  # built-in example register, SQLite in ./tutela-data
+  tutela --policy policy.toml serve --listen 0.0.0.0:8080
+  tutela policy check policy.toml
+  tutela policy render --format md --lang fr > notice.fr.md
+
+Configuration: flags override TUTELA_* environment variables, which override tutela.toml.";
+
+const POLICY_HELP: &str = "Examples:
+  tutela policy check policy.toml
+  tutela policy render --format html --lang fr -o privacy.fr.html
+  tutela policy ropa --format csv > ropa.csv";
+
+#[derive(Parser, Debug)]
+#[command(name = "tutela", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Configuration file [default: ./tutela.toml when it exists].
+    #[arg(long, global = true, env = "TUTELA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The register of processing activities [default: the built-in example register].
+    #[arg(long, global = true, env = "TUTELA_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Log format on standard error: text or json [default: text].
+    #[arg(long, global = true, env = "TUTELA_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+
+    /// Log filter, e.g. info, debug or "tutela=debug,info" [default: info].
+    #[arg(long, global = true, env = "TUTELA_LOG_LEVEL", value_name = "FILTER")]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: privacy notice, register API, health and metrics.
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(serve::ServeArgs),
+    /// Check, render and export the register of processing activities.
+    #[command(subcommand, after_help = POLICY_HELP)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (file_cfg, cfg_path) = match config::read_file(cli.config.as_deref()) {
+        Ok(v) => v,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cli, &file_cfg);
+    if let Some(path) = &cfg_path {
+        tracing::debug!(path = %path.display(), "read configuration file");
+    }
+    let policy = config::PolicySource::from_option(cli.policy.clone().or(file_cfg.policy.clone()));
+    let result = match cli.command {
+        Command::Policy(cmd) => policy_cmd::run(cmd, &policy),
+        Command::Serve(args) => serve::run(args, file_cfg, policy),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli, file: &config::FileConfig) {
+    use tracing_subscriber::EnvFilter;
+    let level = cli
+        .log_level
+        .clone()
+        .or_else(|| file.log.level.clone())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| {
+        eprintln!("warning: invalid log filter {level:?}; using \"info\"");
+        EnvFilter::new("info")
+    });
+    let json = match cli.log_format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => file.log.format.as_deref() == Some("json"),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,137 @@
+//! `tutela serve`: load the register, open the store, serve HTTP until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tutela_http::{AppState, LoadedRegister, build_app};
+use tutela_store::Store;
+
+use crate::config::{self, FileConfig, PolicySource};
+
+pub const AFTER_HELP: &str = "Examples:
+  tutela serve
+  tutela serve --listen 0.0.0.0:8080 --data-dir /var/lib/tutela
+  TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
+
+Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json.
+Once listening, the address is printed on standard output as `listening on http://ADDR`.";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
+    #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+
+    /// Data directory for the embedded SQLite database [default: ./tutela-data].
+    #[arg(long, env = "TUTELA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Use PostgreSQL instead of SQLite, e.g. postgres://tutela@127.0.0.1/tutela.
+    #[arg(
+        long,
+        env = "TUTELA_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+}
+
+pub fn run(args: ServeArgs, file: FileConfig, policy: PolicySource) -> anyhow::Result<ExitCode> {
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
+    let listen = config::parse_listen(&listen)?;
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+    let database_url = args.database_url.or(file.database_url);
+
+    // Validate the register before anything else: a bad register never serves a wrong notice.
+    let register = crate::policy_cmd::load(&policy)?;
+    if matches!(policy, PolicySource::BuiltInExample) {
+        tracing::info!(
+            "using the built-in example register (examples/policy.toml); pass --policy to use yours"
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = match &database_url {
+            Some(url) => Store::open_url(url)
+                .await
+                .context("cannot open the database given by --database-url")?,
+            None => Store::open_data_dir(&data_dir).await.with_context(|| {
+                format!("cannot open the database in {}", data_dir.display())
+            })?,
+        };
+        tracing::info!(engine = store.engine().as_str(), "database ready");
+
+        let hash = register.content_hash();
+        let content = serde_json::to_string(&register)?;
+        let revision = register.latest_revision().map(|r| r.id.clone());
+        let (version, created) = store
+            .record_register_version(&hash, revision.as_deref(), &content, jiff::Timestamp::now().as_second())
+            .await
+            .context("cannot record the register version")?;
+        if created {
+            tracing::info!(version = version.id, hash = %&hash[..12], "recorded a new register version");
+        }
+        let last_updated = jiff::Timestamp::from_second(version.recorded_at)
+            .context("stored register version has an invalid date")?
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date();
+
+        let state = AppState::new(
+            LoadedRegister {
+                register,
+                hash,
+                last_updated,
+            },
+            store.clone(),
+        );
+        let app = build_app(state);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr()?;
+        println!("listening on http://{local}");
+        tracing::info!(address = %local, "serving");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server error")?;
+        tracing::info!("shutting down: closing the database");
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
