@@ -15,6 +15,7 @@ mod card;
 mod encoding;
 mod envelope;
 mod keyring;
+pub mod token;
 
 pub use audit::{
     AuditEntry, ChainError, ChainErrorKind, ChainHead, FIRST_SEQ, GENESIS_HASH, chain_hash,

@@ -6,10 +6,11 @@ pub mod notice;
 pub mod register;
 pub mod retention;
 pub mod ropa;
+pub mod scope;
 pub mod validate;
 
 pub use register::Register;
-pub use validate::{Diagnostic, Diagnostics, load};
+pub use validate::{Diagnostic, Diagnostics, Severity, check, load};
 
 use sha2::{Digest, Sha256};
 

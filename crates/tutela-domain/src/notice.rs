@@ -34,8 +34,11 @@ pub struct NoticeContext<'a> {
     pub last_updated: Date,
     /// Prefix of the site's paths, without a trailing slash (`""` when Tutela serves the site
     /// root). The page links to `{base_path}/assets/notice.css`, `{base_path}/privacy?lang=…`
-    /// (language switch) and `{base_path}/rights` (online rights-request form).
+    /// (language switch).
     pub base_path: &'a str,
+    /// Where the online rights-request form lives, if the site has one (e.g. `"/rights"`);
+    /// `None` leaves the link out, so the notice never points at a page that does not exist.
+    pub rights_form: Option<&'a str>,
 }
 
 impl<'a> NoticeContext<'a> {
@@ -45,6 +48,7 @@ impl<'a> NoticeContext<'a> {
             lang,
             last_updated,
             base_path: "",
+            rights_form: None,
         }
     }
 }
@@ -333,7 +337,7 @@ static EN: Strings = Strings {
     role_joint_controller: "joint controller with us",
     role_authority: "public authority",
     country: "Country",
-    recipient_policy: "their privacy policy",
+    recipient_policy: "Privacy policy of {name}",
     transfer: "Transfer outside the European Economic Area.",
     transfer_safeguards: "Safeguards:",
 
@@ -528,7 +532,7 @@ static FR: Strings = Strings {
     role_joint_controller: "responsable conjoint du traitement avec nous",
     role_authority: "autorité publique",
     country: "Pays",
-    recipient_policy: "sa politique de confidentialité",
+    recipient_policy: "Politique de confidentialité de {name}",
     transfer: "Transfert hors de l’Espace économique européen.",
     transfer_safeguards: "Garanties\u{a0}:",
 
@@ -578,7 +582,7 @@ static FR: Strings = Strings {
 
     rights_title: "Vos droits",
     rights_intro: "Le Règlement général sur la protection des données (RGPD) vous donne les droits suivants sur vos données personnelles.",
-    applies_to: "Traitements concernés",
+    applies_to: "Concerne",
     kept_despite_erasure: "Conservées malgré une demande d’effacement, jusqu’à leur échéance légale",
     cookie_choices: "cookies (via le bandeau cookies)",
     rights: [
@@ -713,7 +717,7 @@ pub fn period_text(period: &Period, lang: &str) -> String {
                 PeriodUnit::Years => 4,
             };
             let (one, many) = strings(lang).period_units[idx];
-            format!("{amount}\u{a0}{}", if *amount == 1 { one } else { many })
+            format!("{amount} {}", if *amount == 1 { one } else { many })
         }
         Period::Invalid(s) => s.clone(),
     }
@@ -728,7 +732,7 @@ pub fn date_text(date: Date, lang: &str) -> String {
     } else {
         date.day().to_string()
     };
-    format!("{day}\u{a0}{month} {}", date.year())
+    format!("{day} {month} {}", date.year())
 }
 
 fn basis_name(s: &Strings, basis: &LegalBasis) -> String {
@@ -969,8 +973,16 @@ struct RightView {
     name: String,
     article: String,
     explanation: String,
-    /// Extra facts computed from the register: (label, text).
-    facts: Vec<(String, String)>,
+    /// Extra facts computed from the register.
+    facts: Vec<RightFact>,
+}
+
+/// A fact about a right computed from the register: a label, then either a short inline text
+/// or a list.
+struct RightFact {
+    label: String,
+    inline: String,
+    items: Vec<String>,
 }
 
 struct RevisionView {
@@ -987,7 +999,7 @@ struct View {
     title: String,
     introduction: String,
     css_href: String,
-    form_href: String,
+    form_href: Option<String>,
     languages: Vec<LangLink>,
     last_updated_iso: String,
     last_updated: String,
@@ -1156,7 +1168,7 @@ impl View {
             title: reg.notice.title.get(lang).to_string(),
             introduction: reg.notice.introduction.get(lang).to_string(),
             css_href: format!("{base}/assets/notice.css"),
-            form_href: format!("{base}/rights"),
+            form_href: ctx.rights_form.map(str::to_string),
             languages,
             last_updated_iso: ctx.last_updated.to_string(),
             last_updated: date_text(ctx.last_updated, lang),
@@ -1301,7 +1313,7 @@ fn purpose_view(reg: &Register, p: &Purpose, lang: &str, s: &Strings) -> Purpose
                 service: r.service.get(lang).to_string(),
                 country: r.country.as_deref().map(|c| country_name(c, lang)),
                 policy: r.policy_url.as_deref().map(|u| Link {
-                    text: s.recipient_policy.to_string(),
+                    text: fill(s.recipient_policy, &[("name", &r.name)]),
                     href: safe_href(u),
                 }),
                 transfer,
@@ -1469,8 +1481,10 @@ fn rights_views(reg: &Register, lang: &str, s: &Strings) -> Vec<RightView> {
         }
         consent.push_str(s.cookie_choices);
     }
-    let kept = join(
-        reg.purposes.iter().flat_map(|p| {
+    let kept: Vec<String> = reg
+        .purposes
+        .iter()
+        .flat_map(|p| {
             p.retention
                 .iter()
                 .filter(|r| {
@@ -1499,24 +1513,32 @@ fn rights_views(reg: &Register, lang: &str, s: &Strings) -> Vec<RightView> {
                         None => what,
                     }
                 })
-        }),
-        "; ",
-    );
+        })
+        .collect();
 
     RIGHT_IDS
         .iter()
         .zip(s.rights.iter())
         .map(|(id, (name, article, explanation))| {
             let mut facts = Vec::new();
+            let inline = |label: &str, text: &str| RightFact {
+                label: label.to_string(),
+                inline: text.to_string(),
+                items: vec![],
+            };
             let fact = match *id {
-                "portability" => Some((s.applies_to, portability.clone())),
-                "objection" => Some((s.applies_to, objection.clone())),
-                "withdraw-consent" => Some((s.applies_to, consent.clone())),
-                "erasure" => Some((s.kept_despite_erasure, kept.clone())),
+                "portability" => Some(inline(s.applies_to, &portability)),
+                "objection" => Some(inline(s.applies_to, &objection)),
+                "withdraw-consent" => Some(inline(s.applies_to, &consent)),
+                "erasure" => Some(RightFact {
+                    label: s.kept_despite_erasure.to_string(),
+                    inline: String::new(),
+                    items: kept.clone(),
+                }),
                 _ => None,
             };
-            if let Some((label, text)) = fact.filter(|(_, t)| !t.is_empty()) {
-                facts.push((label.to_string(), text));
+            if let Some(f) = fact.filter(|f| !f.inline.is_empty() || !f.items.is_empty()) {
+                facts.push(f);
             }
             RightView {
                 anchor: format!("right-{id}"),
@@ -1779,8 +1801,15 @@ impl View {
                 md(&r.article),
                 md(&r.explanation)
             );
-            for (label, text) in &r.facts {
-                write!(line, " *{}{c}* {}.", md(label), md(text))?;
+            for f in &r.facts {
+                if f.items.is_empty() {
+                    write!(line, " *{}{c}* {}.", md(&f.label), md(&f.inline))?;
+                } else {
+                    write!(line, " *{}{c}*", md(&f.label))?;
+                    for item in &f.items {
+                        write!(line, "\n  - {}", md(item))?;
+                    }
+                }
             }
             writeln!(o, "{line}")?;
         }
@@ -1790,13 +1819,16 @@ impl View {
         writeln!(o, "{}\n", md(s.exercise_intro))?;
         writeln!(o, "- {} {}", md(s.by_email), md_link(&self.rights_email))?;
         writeln!(o, "- {} {}", md(s.by_post), md(&self.rights_address))?;
-        writeln!(
-            o,
-            "- {} [{}]({})\n",
-            md(s.online_form),
-            md(s.online_form_link),
-            self.form_href
-        )?;
+        if let Some(href) = &self.form_href {
+            writeln!(
+                o,
+                "- {} [{}]({})",
+                md(s.online_form),
+                md(s.online_form_link),
+                href
+            )?;
+        }
+        writeln!(o)?;
         writeln!(o, "{} {}\n", md(s.identity), md(&self.identity_proof))?;
         if let Some(d) = &self.identity_doubt {
             writeln!(o, "{}\n", md(d))?;
@@ -2162,10 +2194,7 @@ summary.fr = "Ajout de la publicité."
                 if let Some(k) = &r.keep {
                     add("retention period", period_text(k, lang));
                     if lang == "en" {
-                        add(
-                            "retention period (canonical)",
-                            k.canonical().replace(' ', "\u{a0}"),
-                        );
+                        add("retention period (canonical)", k.canonical());
                     }
                 }
                 if let Some(l) = &r.law {
@@ -2258,6 +2287,18 @@ summary.fr = "Ajout de la publicité."
                     assert!(h.contains(landmark), "{name}/{lang}: no {landmark}");
                 }
                 assert_eq!(h.matches("<h1>").count(), 1);
+                // Heading levels never skip (h1 → h2 → h3) and the first heading is the h1.
+                let levels: Vec<u8> = h
+                    .split("<h")
+                    .skip(1)
+                    .filter_map(|t| t.as_bytes().first().copied())
+                    .filter(u8::is_ascii_digit)
+                    .map(|d| d - b'0')
+                    .collect();
+                assert_eq!(levels.first(), Some(&1), "{name}/{lang}");
+                for w in levels.windows(2) {
+                    assert!(w[1] <= w[0] + 1, "{name}/{lang}: heading jumps {w:?}");
+                }
                 assert!(!h.contains("style="), "{name}/{lang}: inline style");
                 assert!(!h.contains("<style"), "{name}/{lang}: style element");
                 assert!(!h.contains("<script"), "{name}/{lang}: script");
@@ -2299,6 +2340,7 @@ summary.fr = "Ajout de la publicité."
             lang: "en",
             last_updated: date(),
             base_path: "/legal/",
+            rights_form: Some("/legal/rights"),
         };
         let h = render_html(&reg, &ctx);
         assert!(h.contains("href=\"/legal/assets/notice.css\""));
@@ -2365,7 +2407,7 @@ summary.fr = "Ajout de la publicité."
                 assert!(out.contains("https://complaints.example/new"));
                 assert!(!out.contains("https://www.cnil.fr/fr/plaintes"));
             }
-            assert!(before_h.contains("180\u{a0}"));
+            assert!(before_h.contains("180 "));
             assert!(!before_h.contains("NewCo"));
             // The audience statistics used to say "never shared"; with a recipient they don't.
             let none = fill(
@@ -2468,21 +2510,15 @@ summary.fr = "Ajout de la publicité."
 
     #[test]
     fn dates_and_periods_in_plain_language() {
-        assert_eq!(date_text(date(), "en"), "29\u{a0}November 2026");
-        assert_eq!(date_text(date(), "fr"), "29\u{a0}novembre 2026");
+        assert_eq!(date_text(date(), "en"), "29 November 2026");
+        assert_eq!(date_text(date(), "fr"), "29 novembre 2026");
         assert_eq!(
             date_text(jiff::civil::date(2026, 3, 1), "fr"),
-            "1er\u{a0}mars 2026"
+            "1er mars 2026"
         );
-        assert_eq!(period_text(&Period::parse("1 year"), "fr"), "1\u{a0}an");
-        assert_eq!(
-            period_text(&Period::parse("12 months"), "fr"),
-            "12\u{a0}mois"
-        );
-        assert_eq!(
-            period_text(&Period::parse("180 days"), "en"),
-            "180\u{a0}days"
-        );
+        assert_eq!(period_text(&Period::parse("1 year"), "fr"), "1 an");
+        assert_eq!(period_text(&Period::parse("12 months"), "fr"), "12 mois");
+        assert_eq!(period_text(&Period::parse("180 days"), "en"), "180 days");
         assert_eq!(last_updated(&fixture()), Some(date()));
     }
 
@@ -2501,9 +2537,9 @@ summary.fr = "Ajout de la publicité."
     fn retention_is_stated_in_plain_language() {
         let reg = fixture();
         let h = html(&reg, "en");
-        assert!(h.contains("Kept for 180\u{a0}days, counted from collection."));
+        assert!(h.contains("Kept for 180 days, counted from collection."));
         assert!(h.contains("counted from the end of the contract"));
-        assert!(h.contains("at most 12\u{a0}months counted from our last contact with you"));
+        assert!(h.contains("at most 12 months counted from our last contact with you"));
         assert!(h.contains("Kept longer only if you agree to it."));
         assert!(h.contains("Kept by legal obligation (GDPR art. 6(1)(c))"));
         assert!(h.contains("Required by: LCEN art. 6."));
@@ -2513,7 +2549,7 @@ summary.fr = "Ajout de la publicité."
         assert!(h.contains("Transfer outside the European Economic Area."));
         assert!(h.contains("Standard contractual clauses"));
         let f = html(&reg, "fr");
-        assert!(f.contains("Conservées 180\u{a0}jours à compter de leur collecte."));
+        assert!(f.contains("Conservées 180 jours à compter de leur collecte."));
         assert!(f.contains("à compter de la fin du contrat"));
     }
 
@@ -2530,6 +2566,7 @@ summary.fr = "Ajout de la publicité."
                 lang,
                 last_updated: when,
                 base_path: ".",
+                rights_form: None,
             };
             std::fs::write(format!("{dir}/notice-{lang}.html"), render_html(&reg, &ctx)).unwrap();
             std::fs::write(

@@ -246,7 +246,10 @@ pub enum PeriodUnit {
 /// Months and years are calendar units: one month after 31 January is the last day of February.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Period {
-    Fixed { amount: u32, unit: PeriodUnit },
+    Fixed {
+        amount: u32,
+        unit: PeriodUnit,
+    },
     /// A text that does not parse (reported by validation).
     Invalid(String),
 }

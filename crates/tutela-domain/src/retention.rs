@@ -84,22 +84,37 @@ mod tests {
     #[test]
     fn days_and_years() {
         assert_eq!(
-            deadline(&rule("collection", Some("180 days")), ts("2026-01-01T00:00:00Z")).unwrap(),
+            deadline(
+                &rule("collection", Some("180 days")),
+                ts("2026-01-01T00:00:00Z")
+            )
+            .unwrap(),
             Some(ts("2026-06-30T00:00:00Z"))
         );
         assert_eq!(
-            deadline(&rule("request_reply", Some("1 year")), ts("2028-02-29T12:00:00Z")).unwrap(),
+            deadline(
+                &rule("request_reply", Some("1 year")),
+                ts("2028-02-29T12:00:00Z")
+            )
+            .unwrap(),
             Some(ts("2029-02-28T12:00:00Z"))
         );
         assert_eq!(
-            deadline(&rule("last_contact", Some("12 months")), ts("2026-03-15T08:30:00Z")).unwrap(),
+            deadline(
+                &rule("last_contact", Some("12 months")),
+                ts("2026-03-15T08:30:00Z")
+            )
+            .unwrap(),
             Some(ts("2027-03-15T08:30:00Z"))
         );
     }
 
     #[test]
     fn while_open_has_no_date_and_missing_duration_is_an_error() {
-        assert_eq!(deadline(&rule("while_open", None), Timestamp::now()).unwrap(), None);
+        assert_eq!(
+            deadline(&rule("while_open", None), Timestamp::now()).unwrap(),
+            None
+        );
         assert!(matches!(
             deadline(&rule("collection", None), Timestamp::now()),
             Err(DeadlineError::MissingDuration(_))

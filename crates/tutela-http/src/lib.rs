@@ -2,6 +2,7 @@
 //!
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
+pub mod auth;
 mod error;
 mod middleware;
 mod public;
@@ -68,6 +69,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Every route of Tutela, with its middleware.
 pub fn build_app(state: AppState) -> Router {
     public::routes()
+        .merge(auth::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -44,6 +44,7 @@ fn context<'a>(reg: &LoadedRegister, lang: &'a str) -> NoticeContext<'a> {
         lang,
         last_updated: reg.last_updated,
         base_path: "",
+        rights_form: None,
     }
 }
 

@@ -226,3 +226,79 @@ async fn unknown_routes_answer_json_errors() {
     assert_eq!(v["code"], "not_found");
     assert!(v["message"].is_string());
 }
+
+async fn make_token(state: &AppState, scopes: &[&str], expires_at: Option<i64>) -> String {
+    let new = tutela_crypto::token::new_token().unwrap();
+    state
+        .store
+        .insert_api_token(&tutela_store::ApiToken {
+            id: new.id.clone(),
+            name: "test".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            secret_hash: new.hash.to_vec(),
+            created_at: 0,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        })
+        .await
+        .unwrap();
+    new.token.to_string()
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_checked() {
+    let t = app().await;
+    let good = make_token(&t.state, &["vault:read"], None).await;
+    let expired = make_token(&t.state, &["admin"], Some(1)).await;
+
+    let a = get(
+        &t.app,
+        "/api/v1/token",
+        &[("authorization", &format!("Bearer {good}"))],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["scopes"], serde_json::json!(["vault:read"]));
+    assert!(
+        !a.body.contains(&good[20..]),
+        "the secret must not be echoed"
+    );
+
+    let none = get(&t.app, "/api/v1/token", &[]).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        none.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let v: serde_json::Value = serde_json::from_str(&none.body).unwrap();
+    assert_eq!(v["code"], "unauthorized");
+
+    // A wrong secret for a real id, a malformed token, an expired token: all refused.
+    let mut wrong = good.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    for bad in [wrong.as_str(), "tutela_nothing", expired.as_str()] {
+        let a = get(
+            &t.app,
+            "/api/v1/token",
+            &[("authorization", &format!("Bearer {bad}"))],
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+
+    // Revocation takes effect at once.
+    let id = good.split('_').nth(1).unwrap();
+    assert!(t.state.store.revoke_api_token(id, 10).await.unwrap());
+    let a = get(
+        &t.app,
+        "/api/v1/token",
+        &[("authorization", &format!("Bearer {good}"))],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}

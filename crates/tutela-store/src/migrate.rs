@@ -25,8 +25,14 @@ macro_rules! migrations {
     };
 }
 
-pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite": 1 "0001_foundation");
-pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres": 1 "0001_foundation");
+pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
+    1 "0001_foundation",
+    2 "0002_api_tokens",
+);
+pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
+    1 "0001_foundation",
+    2 "0002_api_tokens",
+);
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.
 const PG_MIGRATION_LOCK: i64 = 0x7475_7465_6c61;

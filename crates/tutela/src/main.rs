@@ -1,8 +1,10 @@
 //! The `tutela` command: serve the privacy engine, check and render the register.
 
 mod config;
+mod context;
 mod policy_cmd;
 mod serve;
+mod tokens_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +41,20 @@ pub struct Cli {
     #[arg(long, global = true, env = "TUTELA_POLICY", value_name = "FILE")]
     policy: Option<PathBuf>,
 
+    /// Data directory for the embedded SQLite database and keys [default: ./tutela-data].
+    #[arg(long, global = true, env = "TUTELA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Use PostgreSQL instead of SQLite, e.g. postgres://tutela@127.0.0.1/tutela.
+    #[arg(
+        long,
+        global = true,
+        env = "TUTELA_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
     /// Log format on standard error: text or json [default: text].
     #[arg(long, global = true, env = "TUTELA_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -65,6 +81,9 @@ enum Command {
     /// Check, render and export the register of processing activities.
     #[command(subcommand, after_help = POLICY_HELP)]
     Policy(policy_cmd::PolicyCommand),
+    /// Create, list and revoke API tokens (bearer tokens with scopes).
+    #[command(subcommand, after_help = tokens_cmd::AFTER_HELP)]
+    Tokens(tokens_cmd::TokensCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,10 +99,16 @@ fn main() -> ExitCode {
     if let Some(path) = &cfg_path {
         tracing::debug!(path = %path.display(), "read configuration file");
     }
-    let policy = config::PolicySource::from_option(cli.policy.clone().or(file_cfg.policy.clone()));
+    let ctx = context::Context::new(
+        file_cfg,
+        cli.policy.clone(),
+        cli.data_dir.clone(),
+        cli.database_url.clone(),
+    );
     let result = match cli.command {
-        Command::Policy(cmd) => policy_cmd::run(cmd, &policy),
-        Command::Serve(args) => serve::run(args, file_cfg, policy),
+        Command::Policy(cmd) => policy_cmd::run(cmd, &ctx.policy),
+        Command::Serve(args) => serve::run(args, ctx),
+        Command::Tokens(cmd) => tokens_cmd::run(cmd, &ctx),
     };
     match result {
         Ok(code) => code,

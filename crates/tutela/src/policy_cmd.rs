@@ -110,6 +110,7 @@ pub fn run(cmd: PolicyCommand, configured: &PolicySource) -> anyhow::Result<Exit
                 lang: &lang,
                 last_updated,
                 base_path: "",
+                rights_form: None,
             };
             let body = match format {
                 NoticeFormat::Html => notice::render_html(&reg, &ctx),

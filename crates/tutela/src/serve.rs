@@ -1,14 +1,13 @@
 //! `tutela serve`: load the register, open the store, serve HTTP until SIGINT/SIGTERM.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::Args;
 use tutela_http::{AppState, LoadedRegister, build_app};
-use tutela_store::Store;
 
-use crate::config::{self, FileConfig, PolicySource};
+use crate::config::{self, PolicySource};
+use crate::context::Context;
 
 pub const AFTER_HELP: &str = "Examples:
   tutela serve
@@ -24,35 +23,18 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
-
-    /// Data directory for the embedded SQLite database [default: ./tutela-data].
-    #[arg(long, env = "TUTELA_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-
-    /// Use PostgreSQL instead of SQLite, e.g. postgres://tutela@127.0.0.1/tutela.
-    #[arg(
-        long,
-        env = "TUTELA_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    database_url: Option<String>,
 }
 
-pub fn run(args: ServeArgs, file: FileConfig, policy: PolicySource) -> anyhow::Result<ExitCode> {
+pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
     let listen = args
         .listen
-        .or(file.listen)
+        .or(ctx.file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let listen = config::parse_listen(&listen)?;
-    let data_dir = args
-        .data_dir
-        .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
-    let database_url = args.database_url.or(file.database_url);
+    let policy = &ctx.policy;
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
-    let register = crate::policy_cmd::load(&policy)?;
+    let register = crate::policy_cmd::load(policy)?;
     if matches!(policy, PolicySource::BuiltInExample) {
         tracing::info!(
             "using the built-in example register (examples/policy.toml); pass --policy to use yours"
@@ -64,14 +46,7 @@ pub fn run(args: ServeArgs, file: FileConfig, policy: PolicySource) -> anyhow::R
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let store = match &database_url {
-            Some(url) => Store::open_url(url)
-                .await
-                .context("cannot open the database given by --database-url")?,
-            None => Store::open_data_dir(&data_dir).await.with_context(|| {
-                format!("cannot open the database in {}", data_dir.display())
-            })?,
-        };
+        let store = ctx.open_store().await?;
         tracing::info!(engine = store.engine().as_str(), "database ready");
 
         let hash = register.content_hash();

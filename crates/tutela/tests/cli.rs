@@ -299,3 +299,78 @@ fn hash_of(json: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     v["hash"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn tokens_are_created_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = tutela()
+        .args([
+            "--data-dir",
+            data,
+            "tokens",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "vault:read",
+            "--expires",
+            "30 days",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("tutela_"), "{token}");
+    let id = token.split('_').nth(1).unwrap().to_string();
+
+    let out = tutela()
+        .args(["--data-dir", data, "tokens", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        list.contains(&id) && list.contains("active") && list.contains("vault:read"),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&token[20..]),
+        "the secret must never be listed"
+    );
+
+    let out = tutela()
+        .args([
+            "--data-dir",
+            data,
+            "tokens",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "vault:delete",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vault:read"));
+
+    let out = tutela()
+        .args(["--data-dir", data, "tokens", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = tutela()
+        .args(["--data-dir", data, "tokens", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("revoked"));
+    let out = tutela()
+        .args(["--data-dir", data, "tokens", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
