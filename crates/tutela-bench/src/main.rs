@@ -1,0 +1,36 @@
+//! Benchmark commands. Each prints its figures (medians, percentiles) and the machine facts to
+//! paste into BENCHMARKS.md. Run them in release mode:
+//!
+//! ```sh
+//! cargo build --release -p tutela -p tutela-bench
+//! cargo run --release -p tutela-bench -- startup
+//! ```
+
+mod startup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tutela-bench",
+    about = "Tutela's benchmark commands (release mode; figures for BENCHMARKS.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Time from spawning `tutela serve` to its first answered request, with the example register.
+    Startup(startup::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    util::print_machine();
+    match cli.command {
+        Command::Startup(args) => startup::run(args),
+    }
+}
