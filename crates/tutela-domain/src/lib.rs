@@ -5,6 +5,7 @@
 pub mod notice;
 pub mod register;
 pub mod retention;
+pub mod rights;
 pub mod ropa;
 pub mod scope;
 pub mod validate;
