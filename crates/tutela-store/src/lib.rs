@@ -10,6 +10,7 @@
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
 mod migrate;
+mod rights;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,10 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
+pub use rights::{
+    Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsRequestRow,
+    RightsStatusUpdate, RightsStep,
+};
 pub use tokens::ApiToken;
 
 /// Errors of the store. Messages never contain personal data.
