@@ -52,6 +52,14 @@ impl SubjectKey {
         Ok(SubjectKey { bytes })
     }
 
+    /// A key from bytes derived elsewhere (e.g. [`crate::SubKey::derive_bytes`] for a service's
+    /// own sealing key). The caller should zeroize its copy.
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> SubjectKey {
+        SubjectKey {
+            bytes: Box::new(*bytes),
+        }
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(<&Key>::from(&*self.bytes))
     }
