@@ -14,6 +14,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    /// The request's current state does not allow this (state machine), or it changed meanwhile.
+    Conflict,
+    /// An identity check failed (wrong, expired or used-up code, link or assertion).
+    VerificationFailed,
     Unavailable,
     Internal,
 }
@@ -26,6 +30,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::VerificationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

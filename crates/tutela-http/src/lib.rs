@@ -6,6 +6,7 @@ pub mod auth;
 mod error;
 mod middleware;
 mod public;
+mod rights;
 
 use std::sync::{Arc, OnceLock};
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
     pub metrics: PrometheusHandle,
+    /// The rights engine (portal and API answer 503 without it).
+    pub rights: Option<tutela_rights::RightsService>,
 }
 
 impl AppState {
@@ -40,7 +43,14 @@ impl AppState {
             register: Arc::new(register),
             store,
             metrics: metrics_handle(),
+            rights: None,
         }
+    }
+
+    /// Adds the rights engine (portal `/rights` and `/api/v1/rights/…`).
+    pub fn with_rights(mut self, rights: tutela_rights::RightsService) -> Self {
+        self.rights = Some(rights);
+        self
     }
 }
 
@@ -70,6 +80,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
+        .merge(rights::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))
