@@ -19,8 +19,39 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// The register (`policy.toml`). Relative paths are relative to the config file.
     pub policy: Option<PathBuf>,
+    /// Public base URL of this server, used in links sent by e-mail (e.g. the rights
+    /// verification link). Default: `http://<listen address>`.
+    pub public_url: Option<String>,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub mail: MailConfig,
+    #[serde(default)]
+    pub rights: RightsFileConfig,
+}
+
+/// `[mail]`: how Tutela sends e-mail (verification codes, notices to requesters).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// Sender address, e.g. "Nimbus DPO <dpo@nimbus.example>" [default: the register's rights e-mail].
+    pub from: Option<String>,
+    /// `smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`, or `file:<dir>` (writes .eml
+    /// files) [default: file:<data_dir>/outbox]. Prefer `TUTELA_MAIL_TRANSPORT` for passwords.
+    pub transport: Option<String>,
+}
+
+/// `[rights]`: the rights engine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsFileConfig {
+    /// File holding the secret the platform signs identity assertions with (HMAC-SHA256).
+    /// `TUTELA_RIGHTS_PLATFORM_SECRET` overrides it. Relative to the config file.
+    pub platform_secret_file: Option<PathBuf>,
+    /// Lifetime of an e-mailed code and link, in minutes [default: 1440].
+    pub challenge_minutes: Option<i64>,
+    /// Tries allowed per code [default: 5].
+    pub max_attempts: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +98,7 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
     let base = path.parent().unwrap_or(Path::new("."));
     cfg.data_dir = cfg.data_dir.map(|p| base.join(p));
     cfg.policy = cfg.policy.map(|p| base.join(p));
+    cfg.rights.platform_secret_file = cfg.rights.platform_secret_file.map(|p| base.join(p));
     Ok((cfg, Some(path)))
 }
 

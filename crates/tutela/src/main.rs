@@ -3,6 +3,7 @@
 mod config;
 mod context;
 mod policy_cmd;
+mod rights_setup;
 mod serve;
 mod tokens_cmd;
 

@@ -14,8 +14,10 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --listen 0.0.0.0:8080 --data-dir /var/lib/tutela
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
-Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json.
+Routes: /privacy (?lang=fr), /privacy.md, /rights (the rights portal), /.well-known/gpc.json,
+/healthz, /readyz, /metrics, /api/v1/register, /api/v1/register/ropa.csv,
+/api/v1/register/ropa.json, /api/v1/rights/requests.
+E-mail: [mail] in tutela.toml or TUTELA_MAIL_TRANSPORT (default: .eml files in <data_dir>/outbox).
 Once listening, the address is printed on standard output as `listening on http://ADDR`.";
 
 #[derive(Args, Debug)]
@@ -72,11 +74,18 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             },
             store.clone(),
         );
-        let app = build_app(state);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
+        let rights = crate::rights_setup::build(
+            &ctx,
+            &state.register.register,
+            store.clone(),
+            &format!("http://{local}"),
+        )?;
+        crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
+        let app = build_app(state.with_rights(rights));
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
         axum::serve(listener, app)

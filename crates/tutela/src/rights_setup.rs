@@ -1,0 +1,143 @@
+//! Wiring of the rights engine: its key root, its mailer and its settings.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tutela_crypto::{MasterKey, Zeroizing};
+use tutela_domain::Register;
+use tutela_rights::{Mailer, RightsConfig, RightsKeys, RightsService, Transport};
+use tutela_store::Store;
+
+use crate::context::Context;
+
+/// Name of the master key file in the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// The installation's master key: `TUTELA_MASTER_KEY` (64 hex digits) when set, else
+/// `<data_dir>/master.key`, created (mode 0600) on first start.
+pub fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
+    if let Ok(value) = std::env::var("TUTELA_MASTER_KEY") {
+        let value = Zeroizing::new(value);
+        return MasterKey::from_env_value(&value).context("TUTELA_MASTER_KEY is not a valid key");
+    }
+    tutela_store::create_private_dir(data_dir)?;
+    let path = data_dir.join(MASTER_KEY_FILE);
+    if path.exists() {
+        MasterKey::load_file(&path).context("cannot load the master key")
+    } else {
+        tracing::info!(path = %path.display(), "created a new master key; back it up: without it the sealed data cannot be read");
+        MasterKey::generate_file(&path).context("cannot create the master key")
+    }
+}
+
+/// The rights engine as configured.
+pub fn build(
+    ctx: &Context,
+    register: &Register,
+    store: Store,
+    default_public_url: &str,
+) -> anyhow::Result<RightsService> {
+    let root = master_key(&ctx.data_dir)?;
+    let keys = RightsKeys::from_root(&root);
+
+    let transport = std::env::var("TUTELA_MAIL_TRANSPORT")
+        .ok()
+        .or_else(|| ctx.file.mail.transport.clone())
+        .unwrap_or_else(|| format!("file:{}", ctx.data_dir.join("outbox").display()));
+    let transport = Transport::parse(&transport)
+        .context("invalid mail transport ([mail] transport or TUTELA_MAIL_TRANSPORT)")?;
+    let from = ctx
+        .file
+        .mail
+        .from
+        .clone()
+        .unwrap_or_else(|| register.rights.email.clone());
+    let mailer = Mailer::new(&from, &transport).context("cannot set up the mail transport")?;
+    tracing::info!(transport = mailer.description(), "mail ready");
+
+    let platform_secret = match std::env::var("TUTELA_RIGHTS_PLATFORM_SECRET") {
+        Ok(v) => Some(Zeroizing::new(v.trim().as_bytes().to_vec())),
+        Err(_) => match &ctx.file.rights.platform_secret_file {
+            Some(path) => {
+                let text = Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the platform secret {}", path.display())
+                })?);
+                Some(Zeroizing::new(text.trim().as_bytes().to_vec()))
+            }
+            None => None,
+        },
+    };
+    if platform_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        anyhow::bail!("the platform secret must be at least 32 characters long");
+    }
+    let defaults = RightsConfig::default();
+    let challenge_minutes = ctx
+        .file
+        .rights
+        .challenge_minutes
+        .unwrap_or(defaults.challenge_ttl_secs / 60);
+    if !(5..=7 * 24 * 60).contains(&challenge_minutes) {
+        anyhow::bail!("[rights] challenge_minutes must be between 5 and 10080");
+    }
+    let max_attempts = ctx
+        .file
+        .rights
+        .max_attempts
+        .unwrap_or(defaults.max_attempts);
+    if !(1..=10).contains(&max_attempts) {
+        anyhow::bail!("[rights] max_attempts must be between 1 and 10");
+    }
+    let public_url = std::env::var("TUTELA_PUBLIC_URL")
+        .ok()
+        .or_else(|| ctx.file.public_url.clone())
+        .unwrap_or_else(|| default_public_url.to_string());
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        anyhow::bail!("public_url must start with http:// or https://");
+    }
+    let config = RightsConfig {
+        public_url,
+        challenge_ttl_secs: challenge_minutes * 60,
+        max_attempts,
+        platform_secret,
+        ..defaults
+    };
+    Ok(RightsService::new(
+        store,
+        Arc::new(register.clone()),
+        keys,
+        Some(mailer),
+        config,
+    ))
+}
+
+/// Purges request records past their purge date, once an hour, on one node (lease).
+pub fn spawn_purge_job(svc: RightsService, store: Store) {
+    let holder = format!(
+        "{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = jiff::Timestamp::now();
+            match store
+                .try_lease("rights-purge", &holder, now.as_second(), 3000)
+                .await
+            {
+                Ok(true) => match svc.purge(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        purged = n,
+                        "purged rights-request records past their deadline"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "rights purge failed"),
+                },
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "rights purge lease failed"),
+            }
+        }
+    });
+}
