@@ -14,6 +14,7 @@
 //!   of any identity proof outlives verification;
 //! - errors and logs never carry personal data.
 
+pub mod connectors;
 mod keys;
 pub mod mail;
 mod service;

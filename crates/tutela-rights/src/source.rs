@@ -44,8 +44,8 @@ pub struct Kept {
     pub collection: String,
     pub count: u64,
     pub reason: String,
-    /// Until when it is kept (unix seconds), when known.
-    pub until: Option<i64>,
+    /// Until when it is kept (a date or words such as "10 years after the invoice"), when known.
+    pub until: Option<String>,
 }
 
 /// The result of an erasure on one source. Counts and reasons only: no personal data.
