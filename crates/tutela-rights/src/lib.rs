@@ -15,8 +15,10 @@
 //! - errors and logs never carry personal data.
 
 pub mod connectors;
+pub mod execute;
 mod keys;
 pub mod mail;
+pub mod package;
 mod service;
 pub mod source;
 mod text;
@@ -24,8 +26,8 @@ mod text;
 pub use keys::RightsKeys;
 pub use mail::{MailError, Mailer, Transport};
 pub use service::{
-    Channel, FormToken, MAX_IDENTIFIER_CHARS, MAX_TEXT_CHARS, Receipt, RequestView, RightsConfig,
-    RightsService, Submission, VerificationRoute, VerifyOutcome, assertion_signature,
+    Channel, FormToken, MAX_IDENTIFIER_CHARS, MAX_TEXT_CHARS, PackageInfo, Receipt, RequestView,
+    RightsConfig, RightsService, Submission, VerificationRoute, VerifyOutcome, assertion_signature,
 };
 
 use tutela_domain::rights::TransitionError;

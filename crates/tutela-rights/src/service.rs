@@ -26,6 +26,10 @@ const CODE_DIGITS: usize = 6;
 const ASSERTION_SKEW_SECS: i64 = 300;
 const REQUESTER_AAD: &[u8] = b"tutela/rights/requester/v1\0";
 const MESSAGE_AAD: &[u8] = b"tutela/rights/message/v1\0";
+const RESULT_AAD: &[u8] = b"tutela/rights/result/v1\0";
+const PACKAGE_AAD: &[u8] = b"tutela/rights/package/v1\0";
+const IDENTITY: &str = "identity";
+const DOWNLOAD: &str = "download";
 
 /// Settings of the rights engine (from `tutela.toml`'s `[rights]` and `[mail]`).
 pub struct RightsConfig {
@@ -44,6 +48,8 @@ pub struct RightsConfig {
     pub soon_secs: i64,
     /// Shared secret of signed platform assertions (HMAC-SHA256), when configured.
     pub platform_secret: Option<Zeroizing<Vec<u8>>>,
+    /// How long a response package can be downloaded (seconds; default 7 days).
+    pub package_ttl_secs: i64,
 }
 
 impl Default for RightsConfig {
@@ -56,6 +62,7 @@ impl Default for RightsConfig {
             form_ttl_secs: 2 * 3600,
             soon_secs: 7 * 86400,
             platform_secret: None,
+            package_ttl_secs: 7 * 86400,
         }
     }
 }
@@ -168,6 +175,16 @@ pub struct Receipt {
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyOutcome {
     pub request: RequestView,
+}
+
+/// A response package as the download page sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PackageInfo {
+    pub request_id: String,
+    pub kind: RightKind,
+    pub lang: String,
+    pub expires_at: Timestamp,
+    pub expired: bool,
 }
 
 /// A portal form token (signed, expiring): proof that a form was fetched from us.
@@ -599,33 +616,13 @@ impl RightsService {
         };
         if let Some(live) = self
             .store
-            .live_rights_challenge(id, now.as_second())
+            .live_rights_challenge(id, IDENTITY, now.as_second())
             .await?
             && now.as_second() - live.created_at < self.config.resend_after_secs
         {
             return Ok(VerificationRoute::ChallengeRecentlySent);
         }
-        let code = random_code()?;
-        let link = Zeroizing::new(random_hex(32)?);
-        let expires = now.as_second() + self.config.challenge_ttl_secs;
-        let challenge = RightsChallenge {
-            id: random_hex(12)?,
-            request_id: id.to_string(),
-            code_hash: self
-                .keys
-                .challenge_mac(&[b"code", id.as_bytes(), code.as_bytes()])
-                .to_vec(),
-            link_hash: self
-                .keys
-                .challenge_mac(&[b"link", link.as_bytes()])
-                .to_vec(),
-            attempts: 0,
-            max_attempts: self.config.max_attempts,
-            created_at: now.as_second(),
-            expires_at: expires,
-            consumed_at: None,
-        };
-        self.store.insert_rights_challenge(&challenge).await?;
+        let (code, link, expires) = self.issue_challenge(id, IDENTITY, now).await?;
         if status.state == RequestState::Received {
             self.transition(id, &Event::ChallengeSent, None, "tutela", now)
                 .await?;
@@ -650,8 +647,46 @@ impl RightsService {
         Ok(VerificationRoute::EmailSent)
     }
 
-    /// Checks a code typed by the requester. Wrong codes count against the attempts.
-    pub async fn verify_code(&self, id: &str, code: &str, now: Timestamp) -> Result<VerifyOutcome> {
+    /// Stores a new challenge (hashes only) and returns the code, the link token and the expiry.
+    async fn issue_challenge(
+        &self,
+        id: &str,
+        purpose: &str,
+        now: Timestamp,
+    ) -> Result<(Zeroizing<String>, Zeroizing<String>, i64)> {
+        let code = random_code()?;
+        let link = Zeroizing::new(random_hex(32)?);
+        let expires = now.as_second() + self.config.challenge_ttl_secs;
+        let challenge = RightsChallenge {
+            id: random_hex(12)?,
+            request_id: id.to_string(),
+            purpose: purpose.to_string(),
+            code_hash: self
+                .keys
+                .challenge_mac(&[purpose.as_bytes(), id.as_bytes(), code.as_bytes()])
+                .to_vec(),
+            link_hash: self
+                .keys
+                .challenge_mac(&[b"link", link.as_bytes()])
+                .to_vec(),
+            attempts: 0,
+            max_attempts: self.config.max_attempts,
+            created_at: now.as_second(),
+            expires_at: expires,
+            consumed_at: None,
+        };
+        self.store.insert_rights_challenge(&challenge).await?;
+        Ok((code, link, expires))
+    }
+
+    /// Checks a code against the live challenge of `purpose`; consumes it when right.
+    async fn check_code(
+        &self,
+        id: &str,
+        purpose: &str,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<RightsChallenge> {
         let code = code.trim();
         if code.len() != CODE_DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RightsError::Verification("the code has 6 digits"));
@@ -661,7 +696,7 @@ impl RightsService {
         );
         let Some(live) = self
             .store
-            .live_rights_challenge(id, now.as_second())
+            .live_rights_challenge(id, purpose, now.as_second())
             .await?
         else {
             return Err(none);
@@ -673,14 +708,29 @@ impl RightsService {
         {
             return Err(none);
         }
-        let presented = self
-            .keys
-            .challenge_mac(&[b"code", id.as_bytes(), code.as_bytes()]);
+        let presented =
+            self.keys
+                .challenge_mac(&[purpose.as_bytes(), id.as_bytes(), code.as_bytes()]);
         if !ct_eq(&presented, &live.code_hash) {
-            tracing::info!(request = id, "wrong verification code");
+            tracing::info!(request = id, purpose, "wrong verification code");
             return Err(RightsError::Verification("wrong code"));
         }
-        self.finish_verification(&live, "email_code", now).await
+        if !self
+            .store
+            .consume_rights_challenge(&live.id, now.as_second())
+            .await?
+        {
+            return Err(RightsError::Verification(
+                "this code or link was already used",
+            ));
+        }
+        Ok(live)
+    }
+
+    /// Checks a code typed by the requester. Wrong codes count against the attempts.
+    pub async fn verify_code(&self, id: &str, code: &str, now: Timestamp) -> Result<VerifyOutcome> {
+        let ch = self.check_code(id, IDENTITY, code, now).await?;
+        self.finish_verification(&ch, "email_code", now).await
     }
 
     /// Checks the token of an e-mailed link.
@@ -697,10 +747,15 @@ impl RightsService {
             return Err(invalid);
         };
         // The lookup was by hash; compare anyway so a lookup quirk can never let a wrong token in.
-        if !ct_eq(&hash, &ch.link_hash)
+        if ch.purpose != IDENTITY
+            || !ct_eq(&hash, &ch.link_hash)
             || !self
                 .store
                 .count_rights_challenge_attempt(&ch.id, now.as_second())
+                .await?
+            || !self
+                .store
+                .consume_rights_challenge(&ch.id, now.as_second())
                 .await?
         {
             return Err(invalid);
@@ -714,15 +769,6 @@ impl RightsService {
         method: &str,
         now: Timestamp,
     ) -> Result<VerifyOutcome> {
-        if !self
-            .store
-            .consume_rights_challenge(&ch.id, now.as_second())
-            .await?
-        {
-            return Err(RightsError::Verification(
-                "this code or link was already used",
-            ));
-        }
         let view = self
             .transition(
                 &ch.request_id,
@@ -852,6 +898,207 @@ impl RightsService {
             .store
             .purge_rights_requests(now.as_second(), 1000)
             .await?)
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The subject a request is about: the identifier it was filed with, and the contact
+    /// address when it is another e-mail address. Personal data, for the sources only.
+    pub async fn subject_of(&self, id: &str) -> Result<crate::source::Subject> {
+        let row = self.load(id).await?;
+        let r = self.requester(&row)?;
+        let kind: IdentifierKind = r.identifier_kind.parse().map_err(|_| {
+            RightsError::Invalid("stored requester has an unknown identifier kind".into())
+        })?;
+        let mut identifiers = vec![(kind, r.identifier.clone())];
+        if let Some(c) = r.contact_email
+            && !(kind == IdentifierKind::Email && c == r.identifier)
+        {
+            identifiers.push((IdentifierKind::Email, c));
+        }
+        Ok(crate::source::Subject { identifiers })
+    }
+
+    pub(crate) fn seal_result(&self, id: &str, source: &str, plain: &[u8]) -> Result<Vec<u8>> {
+        let aad = [RESULT_AAD, id.as_bytes(), b"\0", source.as_bytes()].concat();
+        Ok(seal(self.keys.seal_key(), plain, &aad)?)
+    }
+
+    pub(crate) fn open_result(
+        &self,
+        id: &str,
+        source: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let aad = [RESULT_AAD, id.as_bytes(), b"\0", source.as_bytes()].concat();
+        Ok(open(self.keys.seal_key(), sealed, &aad)?)
+    }
+
+    /// Stores a response package (sealed) behind a new expiring link, e-mails the link to the
+    /// requester when there is an address, and returns the link token.
+    pub async fn store_package(
+        &self,
+        view: &RequestView,
+        zip: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<String> {
+        let zip = Zeroizing::new(zip);
+        let id = random_hex(16)?;
+        let token = random_hex(32)?;
+        let sealed = seal(
+            self.keys.seal_key(),
+            &zip,
+            &[PACKAGE_AAD, id.as_bytes()].concat(),
+        )?;
+        let expires = now.as_second() + self.config.package_ttl_secs;
+        self.store
+            .insert_rights_package(&tutela_store::RightsPackage {
+                id,
+                request_id: view.id.clone(),
+                token_hash: self
+                    .keys
+                    .challenge_mac(&[b"package", token.as_bytes()])
+                    .to_vec(),
+                sealed,
+                created_at: now.as_second(),
+                expires_at: expires,
+                downloads: 0,
+            })
+            .await?;
+        let row = self.load(&view.id).await?;
+        if let (Some(mailer), Some(to)) = (&self.mailer, self.requester(&row)?.contact_email) {
+            let base = self.config.public_url.trim_end_matches('/');
+            let link = format!("{base}/rights/packages/{token}?lang={}", row.lang);
+            let mail =
+                text::package_mail(&row.lang, &self.register, view.kind, &link, ts(expires)?);
+            mailer.send(&to, &mail.subject, mail.body).await?;
+            self.store
+                .note_rights_event(&view.id, "package_link_mailed", "tutela", now.as_second())
+                .await?;
+        } else {
+            self.store
+                .note_rights_event(
+                    &view.id,
+                    "package_ready_send_by_post",
+                    "tutela",
+                    now.as_second(),
+                )
+                .await?;
+        }
+        Ok(token)
+    }
+
+    async fn package(&self, token: &str) -> Result<tutela_store::RightsPackage> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RightsError::NotFound);
+        }
+        let hash = self
+            .keys
+            .challenge_mac(&[b"package", token.to_ascii_lowercase().as_bytes()]);
+        self.store
+            .rights_package_by_token(&hash)
+            .await?
+            .ok_or(RightsError::NotFound)
+    }
+
+    /// What a package link leads to (no personal data).
+    pub async fn package_info(&self, token: &str, now: Timestamp) -> Result<PackageInfo> {
+        let p = self.package(token).await?;
+        let row = self.load(&p.request_id).await?;
+        let status = status_of(&row)?;
+        Ok(PackageInfo {
+            request_id: p.request_id,
+            kind: status.kind,
+            lang: row.lang,
+            expires_at: ts(p.expires_at)?,
+            expired: now.as_second() >= p.expires_at,
+        })
+    }
+
+    /// E-mails a fresh code before a package download (the link alone is not enough).
+    pub async fn send_download_code(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<VerificationRoute> {
+        let p = self.package(token).await?;
+        if now.as_second() >= p.expires_at {
+            return Err(RightsError::Verification("this download link has expired"));
+        }
+        let row = self.load(&p.request_id).await?;
+        let (Some(mailer), Some(to)) = (&self.mailer, self.requester(&row)?.contact_email) else {
+            return Ok(VerificationRoute::WaitingForDpo);
+        };
+        if let Some(live) = self
+            .store
+            .live_rights_challenge(&p.request_id, DOWNLOAD, now.as_second())
+            .await?
+            && now.as_second() - live.created_at < 60
+        {
+            return Ok(VerificationRoute::ChallengeRecentlySent);
+        }
+        let (code, _link, expires) = self.issue_challenge(&p.request_id, DOWNLOAD, now).await?;
+        let mail = text::download_code_mail(
+            &row.lang,
+            &self.register,
+            &code,
+            ts(expires.min(p.expires_at))?,
+        );
+        mailer.send(&to, &mail.subject, mail.body).await?;
+        self.store
+            .note_rights_event(
+                &p.request_id,
+                "download_code_mailed",
+                "tutela",
+                now.as_second(),
+            )
+            .await?;
+        Ok(VerificationRoute::EmailSent)
+    }
+
+    /// The package's zip, after a fresh code check. Counts the download in the history.
+    pub async fn download(
+        &self,
+        token: &str,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let p = self.package(token).await?;
+        if now.as_second() >= p.expires_at {
+            return Err(RightsError::Verification("this download link has expired"));
+        }
+        self.check_code(&p.request_id, DOWNLOAD, code, now).await?;
+        let zip = open(
+            self.keys.seal_key(),
+            &p.sealed,
+            &[PACKAGE_AAD, p.id.as_bytes()].concat(),
+        )?;
+        self.store.count_rights_package_download(&p.id).await?;
+        self.store.delete_rights_challenges(&p.request_id).await?;
+        self.store
+            .note_rights_event(
+                &p.request_id,
+                "package_downloaded",
+                "requester",
+                now.as_second(),
+            )
+            .await?;
+        Ok(zip)
+    }
+
+    /// Deletes request records past their purge date and packages whose link expired.
+    pub async fn purge_all(&self, now: Timestamp) -> Result<(u64, u64)> {
+        let requests = self
+            .store
+            .purge_rights_requests(now.as_second(), 1000)
+            .await?;
+        let packages = self
+            .store
+            .purge_expired_rights_packages(now.as_second())
+            .await?;
+        Ok((requests, packages))
     }
 
     /// A signed, expiring token for the portal form (CSRF protection without a session).

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tutela_crypto::IdentifierKind;
 
 /// A boxed future, so sources can be kept as `dyn Source`.
@@ -26,7 +26,7 @@ pub struct Subject {
 }
 
 /// One record a source holds about the subject.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SourceRecord {
     /// Table, collection or record type.
     pub collection: String,
@@ -39,7 +39,7 @@ pub struct SourceRecord {
 }
 
 /// What an erasure kept, and why (legal obligations win, visibly).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Kept {
     pub collection: String,
     pub count: u64,
@@ -49,7 +49,7 @@ pub struct Kept {
 }
 
 /// The result of an erasure on one source. Counts and reasons only: no personal data.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Erased {
     pub deleted: u64,
     pub masked: u64,

@@ -99,3 +99,57 @@ pub(crate) fn extension_mail(
         }
     }
 }
+
+pub(crate) fn package_mail(
+    lang: &str,
+    reg: &Register,
+    kind: RightKind,
+    link: &str,
+    expires: Timestamp,
+) -> Mail {
+    let controller = &reg.controller.name;
+    let right = kind.label(lang);
+    let expires = date(expires);
+    if lang == "fr" {
+        Mail {
+            subject: format!("Votre demande auprès de {controller} : notre réponse"),
+            body: format!(
+                "Bonjour,\n\nNotre réponse à votre demande « {right} » est prête. Téléchargez-la ici jusqu'au {expires} (UTC) :\n{link}\n\n\
+                 Pour votre sécurité, un code vous sera envoyé par courriel au moment du téléchargement.\n\n{controller}\n"
+            ),
+        }
+    } else {
+        Mail {
+            subject: format!("Your request to {controller}: our answer"),
+            body: format!(
+                "Hello,\n\nOur answer to your request \"{right}\" is ready. Download it here until {expires} (UTC):\n{link}\n\n\
+                 For your security, we will e-mail you a code when you download it.\n\n{controller}\n"
+            ),
+        }
+    }
+}
+
+pub(crate) fn download_code_mail(
+    lang: &str,
+    reg: &Register,
+    code: &str,
+    expires: Timestamp,
+) -> Mail {
+    let controller = &reg.controller.name;
+    let expires = date(expires);
+    if lang == "fr" {
+        Mail {
+            subject: format!("Code de téléchargement — {controller}"),
+            body: format!(
+                "Bonjour,\n\nVoici le code pour télécharger notre réponse :\n\n    {code}\n\nIl est valable jusqu'au {expires} (UTC). Si vous n'avez rien demandé, ignorez ce message.\n\n{controller}\n"
+            ),
+        }
+    } else {
+        Mail {
+            subject: format!("Download code — {controller}"),
+            body: format!(
+                "Hello,\n\nHere is the code to download our answer:\n\n    {code}\n\nIt is valid until {expires} (UTC). If you did not ask for it, ignore this message.\n\n{controller}\n"
+            ),
+        }
+    }
+}

@@ -21,7 +21,7 @@ use sqlx::{AnyPool, Row};
 
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use rights::{
-    Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsRequestRow,
+    Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage, RightsRequestRow,
     RightsStatusUpdate, RightsStep,
 };
 pub use tokens::ApiToken;

@@ -104,8 +104,22 @@ pub struct RightsStep {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub outcome: Option<String>,
+    /// What an access step found, sealed by the rights service.
+    pub result_sealed: Option<Vec<u8>>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// A response package (sealed zip) and its download link's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RightsPackage {
+    pub id: String,
+    pub request_id: String,
+    pub token_hash: Vec<u8>,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub downloads: i64,
 }
 
 /// An identity-verification challenge (hashes only).
@@ -113,6 +127,8 @@ pub struct RightsStep {
 pub struct RightsChallenge {
     pub id: String,
     pub request_id: String,
+    /// `identity` (verifying the request) or `download` (fresh check before a download).
+    pub purpose: String,
     pub code_hash: Vec<u8>,
     pub link_hash: Vec<u8>,
     pub attempts: i64,
@@ -152,7 +168,7 @@ fn request_from_row(row: &sqlx::any::AnyRow) -> Result<RightsRequestRow> {
 }
 
 const STEP_COLUMNS: &str = "request_id, source, action, status, attempts, next_attempt_at, \
-    last_error, outcome, created_at, finished_at";
+    last_error, outcome, result_sealed, created_at, finished_at";
 
 fn step_from_row(row: &sqlx::any::AnyRow) -> Result<RightsStep> {
     Ok(RightsStep {
@@ -164,17 +180,19 @@ fn step_from_row(row: &sqlx::any::AnyRow) -> Result<RightsStep> {
         next_attempt_at: row.try_get("next_attempt_at")?,
         last_error: row.try_get("last_error")?,
         outcome: row.try_get("outcome")?,
+        result_sealed: row.try_get("result_sealed")?,
         created_at: row.try_get("created_at")?,
         finished_at: row.try_get("finished_at")?,
     })
 }
 
-const CHALLENGE_COLUMNS: &str = "id, request_id, code_hash, link_hash, attempts, max_attempts, created_at, expires_at, consumed_at";
+const CHALLENGE_COLUMNS: &str = "id, request_id, purpose, code_hash, link_hash, attempts, max_attempts, created_at, expires_at, consumed_at";
 
 fn challenge_from_row(row: &sqlx::any::AnyRow) -> Result<RightsChallenge> {
     Ok(RightsChallenge {
         id: row.try_get("id")?,
         request_id: row.try_get("request_id")?,
+        purpose: row.try_get("purpose")?,
         code_hash: row.try_get("code_hash")?,
         link_hash: row.try_get("link_hash")?,
         attempts: row.try_get("attempts")?,
@@ -512,6 +530,7 @@ impl Store {
                 "rights_request_history",
                 "rights_request_steps",
                 "rights_challenges",
+                "rights_packages",
             ] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE request_id = $1"
@@ -606,11 +625,12 @@ impl Store {
         source: &str,
         action: &str,
         outcome: &str,
+        result_sealed: Option<&[u8]>,
         now: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE rights_request_steps SET status = 'done', outcome = $1, finished_at = $2, \
-             lease_until = NULL, last_error = NULL \
+             lease_until = NULL, last_error = NULL, result_sealed = $6 \
              WHERE request_id = $3 AND source = $4 AND action = $5 AND status = 'running'",
         )
         .bind(outcome)
@@ -618,6 +638,7 @@ impl Store {
         .bind(request_id)
         .bind(source)
         .bind(action)
+        .bind(result_sealed)
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected() == 1)
@@ -673,18 +694,20 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "UPDATE rights_challenges SET consumed_at = $1 \
-             WHERE request_id = $2 AND consumed_at IS NULL",
+             WHERE request_id = $2 AND purpose = $3 AND consumed_at IS NULL",
         )
         .bind(c.created_at)
         .bind(&c.request_id)
+        .bind(&c.purpose)
         .execute(&mut *tx)
         .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO rights_challenges ({CHALLENGE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
         .bind(&c.id)
         .bind(&c.request_id)
+        .bind(&c.purpose)
         .bind(&c.code_hash)
         .bind(&c.link_hash)
         .bind(c.attempts)
@@ -698,19 +721,22 @@ impl Store {
         Ok(())
     }
 
-    /// The request's live challenge at `now` (not consumed, not expired, attempts left).
+    /// The request's live challenge for `purpose` at `now` (not consumed, not expired,
+    /// attempts left).
     pub async fn live_rights_challenge(
         &self,
         request_id: &str,
+        purpose: &str,
         now: i64,
     ) -> Result<Option<RightsChallenge>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CHALLENGE_COLUMNS} FROM rights_challenges WHERE request_id = $1 \
-             AND consumed_at IS NULL AND expires_at > $2 AND attempts < max_attempts \
-             ORDER BY created_at DESC LIMIT 1"
+             AND purpose = $3 AND consumed_at IS NULL AND expires_at > $2 \
+             AND attempts < max_attempts ORDER BY created_at DESC LIMIT 1"
         )))
         .bind(request_id)
         .bind(now)
+        .bind(purpose)
         .fetch_optional(self.pool())
         .await?;
         row.as_ref().map(challenge_from_row).transpose()
@@ -760,6 +786,68 @@ impl Store {
     pub async fn delete_rights_challenges(&self, request_id: &str) -> Result<u64> {
         let r = sqlx::query("DELETE FROM rights_challenges WHERE request_id = $1")
             .bind(request_id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+impl Store {
+    pub async fn insert_rights_package(&self, p: &RightsPackage) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rights_packages (id, request_id, token_hash, sealed, created_at, expires_at, downloads) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&p.id)
+        .bind(&p.request_id)
+        .bind(&p.token_hash)
+        .bind(&p.sealed)
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .bind(p.downloads)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The package a link token's hash belongs to (expired or not: the caller says which).
+    pub async fn rights_package_by_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<RightsPackage>> {
+        let row = sqlx::query(
+            "SELECT id, request_id, token_hash, sealed, created_at, expires_at, downloads \
+             FROM rights_packages WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(RightsPackage {
+                id: r.try_get("id")?,
+                request_id: r.try_get("request_id")?,
+                token_hash: r.try_get("token_hash")?,
+                sealed: r.try_get("sealed")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                downloads: r.try_get("downloads")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn count_rights_package_download(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE rights_packages SET downloads = downloads + 1 WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes packages whose link expired (the request record itself stays until its purge).
+    pub async fn purge_expired_rights_packages(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM rights_packages WHERE expires_at <= $1")
+            .bind(now)
             .execute(self.pool())
             .await?;
         Ok(r.rows_affected())

@@ -127,11 +127,12 @@ pub fn spawn_purge_job(svc: RightsService, store: Store) {
                 .try_lease("rights-purge", &holder, now.as_second(), 3000)
                 .await
             {
-                Ok(true) => match svc.purge(now).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        purged = n,
-                        "purged rights-request records past their deadline"
+                Ok(true) => match svc.purge_all(now).await {
+                    Ok((0, 0)) => {}
+                    Ok((requests, packages)) => tracing::info!(
+                        requests,
+                        packages,
+                        "purged rights-request records past their deadline and expired packages"
                     ),
                     Err(e) => tracing::warn!(error = %e, "rights purge failed"),
                 },

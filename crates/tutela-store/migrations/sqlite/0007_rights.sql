@@ -61,6 +61,7 @@ CREATE TABLE rights_request_steps (
     lease_until     BIGINT,
     last_error      TEXT,                  -- never personal data
     outcome         TEXT,                  -- JSON summary (counts, kept-because), never personal data
+    result_sealed   BLOB  ,                  -- what an access step found (sealed), for the response package
     created_at      BIGINT  NOT NULL,
     finished_at     BIGINT,
     PRIMARY KEY (request_id, source, action)
@@ -71,6 +72,7 @@ CREATE INDEX rights_request_steps_due ON rights_request_steps (status, next_atte
 CREATE TABLE rights_challenges (
     id           TEXT    PRIMARY KEY,
     request_id   TEXT    NOT NULL REFERENCES rights_requests (id) ON DELETE CASCADE,
+    purpose      TEXT    NOT NULL,      -- identity (verify the request) | download (fresh check before a package download)
     code_hash    BLOB    NOT NULL,
     link_hash    BLOB    NOT NULL UNIQUE,
     attempts     BIGINT  NOT NULL DEFAULT 0,
@@ -80,3 +82,16 @@ CREATE TABLE rights_challenges (
     consumed_at  BIGINT
 );
 CREATE INDEX rights_challenges_request ON rights_challenges (request_id);
+
+-- Response packages (zip: JSON, CSV, HTML report), sealed, downloadable through an expiring
+-- link after a fresh identity check. Only a hash of the link token is kept.
+CREATE TABLE rights_packages (
+    id           TEXT    PRIMARY KEY,
+    request_id   TEXT    NOT NULL REFERENCES rights_requests (id) ON DELETE CASCADE,
+    token_hash   BLOB    NOT NULL UNIQUE,
+    sealed       BLOB    NOT NULL,
+    created_at   BIGINT  NOT NULL,
+    expires_at   BIGINT  NOT NULL,
+    downloads    BIGINT  NOT NULL DEFAULT 0
+);
+CREATE INDEX rights_packages_request ON rights_packages (request_id);

@@ -1,7 +1,9 @@
 //! Rights requests: filing and merging, status updates with optimistic concurrency, due lists,
 //! resumable steps, verification challenges and the purge.
 
-use tutela_store::{Filed, RightsChallenge, RightsRequestRow, RightsStatusUpdate, Store};
+use tutela_store::{
+    Filed, RightsChallenge, RightsPackage, RightsRequestRow, RightsStatusUpdate, Store,
+};
 
 use crate::support::on_each_engine;
 
@@ -328,14 +330,21 @@ async fn steps_are_idempotent_resumable_and_retried() {
         );
         assert!(
             store
-                .complete_rights_step("s", "vault", "erase", r#"{"erased":3}"#, 111)
+                .complete_rights_step(
+                    "s",
+                    "vault",
+                    "erase",
+                    r#"{"erased":3}"#,
+                    Some(b"sealed".as_slice()),
+                    111
+                )
                 .await
                 .unwrap()
         );
         // Completing twice does nothing.
         assert!(
             !store
-                .complete_rights_step("s", "vault", "erase", "{}", 112)
+                .complete_rights_step("s", "vault", "erase", "{}", None, 112)
                 .await
                 .unwrap()
         );
@@ -371,6 +380,10 @@ async fn steps_are_idempotent_resumable_and_retried() {
         let by = |src: &str| steps.iter().find(|s| s.source == src).unwrap().clone();
         assert_eq!(by("vault").status, "done");
         assert_eq!(by("vault").outcome.as_deref(), Some(r#"{"erased":3}"#));
+        assert_eq!(
+            by("vault").result_sealed.as_deref(),
+            Some(b"sealed".as_slice())
+        );
         assert_eq!(by("webhook:crm").status, "failed");
         assert_eq!(by("webhook:crm").finished_at, Some(240));
         assert!(
@@ -394,6 +407,7 @@ async fn challenges_count_attempts_expire_and_are_consumed_once() {
         let ch = |id: &str, created: i64, link: u8| RightsChallenge {
             id: id.into(),
             request_id: "v".into(),
+            purpose: "identity".into(),
             code_hash: vec![1; 32],
             link_hash: vec![link; 32],
             attempts: 0,
@@ -408,7 +422,7 @@ async fn challenges_count_attempts_expire_and_are_consumed_once() {
             .unwrap();
         assert_eq!(
             store
-                .live_rights_challenge("v", 20)
+                .live_rights_challenge("v", "identity", 20)
                 .await
                 .unwrap()
                 .unwrap()
@@ -422,7 +436,7 @@ async fn challenges_count_attempts_expire_and_are_consumed_once() {
             .unwrap();
         assert_eq!(
             store
-                .live_rights_challenge("v", 21)
+                .live_rights_challenge("v", "identity", 21)
                 .await
                 .unwrap()
                 .unwrap()
@@ -455,7 +469,7 @@ async fn challenges_count_attempts_expire_and_are_consumed_once() {
         );
         assert!(
             store
-                .live_rights_challenge("v", 30)
+                .live_rights_challenge("v", "identity", 30)
                 .await
                 .unwrap()
                 .is_none()
@@ -473,7 +487,7 @@ async fn challenges_count_attempts_expire_and_are_consumed_once() {
         );
         assert!(
             store
-                .live_rights_challenge("v", 140)
+                .live_rights_challenge("v", "identity", 140)
                 .await
                 .unwrap()
                 .is_none()
@@ -492,6 +506,96 @@ async fn challenges_count_attempts_expire_and_are_consumed_once() {
                 .await
                 .unwrap()
                 .is_none()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn packages_are_found_by_token_hash_counted_and_purged() {
+    on_each_engine(|store: Store| async move {
+        store
+            .file_rights_request(&request("p", 1, "access", 10, 1000), b"m", true, "api")
+            .await
+            .unwrap();
+        let pkg = RightsPackage {
+            id: "pk1".into(),
+            request_id: "p".into(),
+            token_hash: vec![7; 32],
+            sealed: vec![1, 2, 3],
+            created_at: 100,
+            expires_at: 200,
+            downloads: 0,
+        };
+        store.insert_rights_package(&pkg).await.unwrap();
+        assert_eq!(
+            store.rights_package_by_token(&[7; 32]).await.unwrap(),
+            Some(pkg.clone())
+        );
+        assert!(
+            store
+                .rights_package_by_token(&[8; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.count_rights_package_download("pk1").await.unwrap();
+        assert_eq!(
+            store
+                .rights_package_by_token(&[7; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .downloads,
+            1
+        );
+        assert_eq!(store.purge_expired_rights_packages(199).await.unwrap(), 0);
+        assert_eq!(store.purge_expired_rights_packages(200).await.unwrap(), 1);
+        assert!(
+            store
+                .rights_package_by_token(&[7; 32])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Identity and download challenges do not retire each other.
+        let ch = |id: &str, purpose: &str, link: u8| RightsChallenge {
+            id: id.into(),
+            request_id: "p".into(),
+            purpose: purpose.into(),
+            code_hash: vec![1; 32],
+            link_hash: vec![link; 32],
+            attempts: 0,
+            max_attempts: 3,
+            created_at: 10,
+            expires_at: 1000,
+            consumed_at: None,
+        };
+        store
+            .insert_rights_challenge(&ch("i1", "identity", 1))
+            .await
+            .unwrap();
+        store
+            .insert_rights_challenge(&ch("d1", "download", 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .live_rights_challenge("p", "identity", 20)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "i1"
+        );
+        assert_eq!(
+            store
+                .live_rights_challenge("p", "download", 20)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "d1"
         );
     })
     .await;
