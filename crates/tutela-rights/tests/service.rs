@@ -186,7 +186,7 @@ async fn email_code_verifies_and_leaves_no_proof_behind() {
     assert!(e.svc.verify_code(&id, &code, now).await.is_err());
     assert!(
         e.store
-            .live_rights_challenge(&id, now.as_second())
+            .live_rights_challenge(&id, "identity", now.as_second())
             .await
             .unwrap()
             .is_none()
