@@ -127,6 +127,13 @@ fn mails(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Empties the outbox, so the next message read is the one just sent.
+fn clear(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+}
+
 fn code_in(mail: &str) -> String {
     mail.lines()
         .map(str::trim)
@@ -325,6 +332,7 @@ async fn run_against(platform_url: &str) {
         svc.download(&token, "123456", t1).await,
         Err(RightsError::Verification(_))
     ));
+    clear(&outbox);
     svc.send_download_code(&token, t1).await.unwrap();
     let code = code_in(mails(&outbox).last().unwrap());
     let zip = svc.download(&token, &code, t1).await.unwrap();
@@ -430,6 +438,7 @@ async fn run_against(platform_url: &str) {
         .await
         .unwrap()
         .unwrap();
+    clear(&outbox);
     svc.send_download_code(&ptoken, t1).await.unwrap();
     let pcode = code_in(mails(&outbox).last().unwrap());
     let pfiles = unzip(&svc.download(&ptoken, &pcode, t1).await.unwrap());
@@ -479,6 +488,7 @@ async fn run_against(platform_url: &str) {
         .await
         .unwrap()
         .unwrap();
+    clear(&outbox);
     svc.send_download_code(&etoken, t2 + SignedDuration::from_mins(2))
         .await
         .unwrap();
