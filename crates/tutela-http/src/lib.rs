@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The rights engine (portal and API answer 503 without it).
     pub rights: Option<tutela_rights::RightsService>,
+    /// The execution engine (sources and connectors) behind `start_execution` and `finish`.
+    pub executor: Option<Arc<tutela_rights::execute::Executor>>,
 }
 
 impl AppState {
@@ -44,7 +46,14 @@ impl AppState {
             store,
             metrics: metrics_handle(),
             rights: None,
+            executor: None,
         }
+    }
+
+    /// Adds the execution engine (sources: connectors, and the vault when it lands).
+    pub fn with_executor(mut self, executor: tutela_rights::execute::Executor) -> Self {
+        self.executor = Some(Arc::new(executor));
+        self
     }
 
     /// Adds the rights engine (portal `/rights` and `/api/v1/rights/…`).

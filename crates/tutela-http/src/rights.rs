@@ -41,6 +41,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/rights/requests", post(api_file).get(api_due))
         .route("/api/v1/rights/requests/{id}", get(api_get))
         .route("/api/v1/rights/requests/{id}/events", post(api_event))
+        .route("/api/v1/rights/steps/run", post(api_run_steps))
+        .route("/rights/packages/{token}", get(package_page))
+        .route("/rights/packages/{token}/code", post(package_code))
+        .route("/rights/packages/{token}/download", post(package_download))
 }
 
 fn service(state: &AppState) -> Result<&RightsService, ApiError> {
@@ -113,6 +117,11 @@ struct PortalText {
     expired_form: &'static str,
     cross_site: &'static str,
     choose_a_right: &'static str,
+    package_title: &'static str,
+    package_text: &'static str,
+    send_code_button: &'static str,
+    download_button: &'static str,
+    package_expired: &'static str,
 }
 
 const EN: PortalText = PortalText {
@@ -153,6 +162,11 @@ const EN: PortalText = PortalText {
     expired_form: "This form has expired; please send it again.",
     cross_site: "This form must be sent from our own site.",
     choose_a_right: "Choose what you want to do.",
+    package_title: "Our answer to your request",
+    package_text: "For your security we e-mail you a code before the download. This link works until",
+    send_code_button: "E-mail me a code",
+    download_button: "Download (zip)",
+    package_expired: "This link has expired. Write to us and we will send the answer again.",
 };
 
 const FR: PortalText = PortalText {
@@ -193,6 +207,11 @@ const FR: PortalText = PortalText {
     expired_form: "Ce formulaire a expiré ; merci de l'envoyer à nouveau.",
     cross_site: "Ce formulaire doit être envoyé depuis notre propre site.",
     choose_a_right: "Choisissez ce que vous souhaitez faire.",
+    package_title: "Notre réponse à votre demande",
+    package_text: "Pour votre sécurité, nous vous envoyons un code par courriel avant le téléchargement. Ce lien est valable jusqu'au",
+    send_code_button: "M'envoyer un code",
+    download_button: "Télécharger (zip)",
+    package_expired: "Ce lien a expiré. Écrivez-nous et nous vous enverrons à nouveau la réponse.",
 };
 
 fn texts(lang: &str) -> &'static PortalText {
@@ -285,6 +304,14 @@ struct FormView {
     postal_alt: String,
 }
 
+struct PackageView {
+    expires: String,
+    code_sent: bool,
+    token: String,
+    code_action: String,
+    download_action: String,
+}
+
 struct StatusView {
     id: String,
     right_label: &'static str,
@@ -311,6 +338,7 @@ struct Page<'a> {
     status: Option<StatusView>,
     link_confirm: Option<String>,
     link_token: String,
+    package: Option<PackageView>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +381,7 @@ impl<'a> Page<'a> {
             status: None,
             link_confirm: None,
             link_token: String::new(),
+            package: None,
         }
     }
 
@@ -1062,7 +1091,21 @@ async fn api_event(
             let event = match other {
                 "ask_more_information" => Event::AskMoreInformation,
                 "information_received" => Event::InformationReceived,
-                "start_execution" => Event::StartExecution,
+                "start_execution" => {
+                    if let Some(exec) = &state.executor {
+                        let view = exec.start(&id, &actor, now).await?;
+                        return Ok(Json(serde_json::json!({"request": view})).into_response());
+                    }
+                    Event::StartExecution
+                }
+                "finish" => {
+                    let exec = state.executor.as_ref().ok_or_else(|| {
+                        ApiError::new(ErrorCode::Unavailable, "no execution engine on this server")
+                    })?;
+                    let token = exec.finish(&id, &actor, now).await?;
+                    let view = svc.status(&id, now).await?;
+                    return Ok(Json(serde_json::json!({"request": view, "package_token": token})).into_response());
+                }
                 "reply" => Event::Reply,
                 "close" => Event::Close,
                 "withdraw" => Event::Withdraw,
@@ -1075,7 +1118,7 @@ async fn api_event(
                 _ => {
                     return Err(ApiError::new(
                         ErrorCode::BadRequest,
-                        "unknown event; events are: verify, ask_more_information, information_received, send_challenge, start_execution, extend, reply, close, reject, withdraw",
+                        "unknown event; events are: verify, ask_more_information, information_received, send_challenge, start_execution, finish, extend, reply, close, reject, withdraw",
                     ));
                 }
             };
@@ -1083,4 +1126,232 @@ async fn api_event(
         }
     };
     Ok(Json(serde_json::json!({"request": view})).into_response())
+}
+
+/// Runs the execution steps that are due now (the server also does it every 30 seconds).
+async fn api_run_steps(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::RightsWrite)?;
+    let exec = state.executor.as_ref().ok_or_else(|| {
+        ApiError::new(ErrorCode::Unavailable, "no execution engine on this server")
+    })?;
+    let r = exec.run_due(Timestamp::now()).await?;
+    Ok(
+        Json(serde_json::json!({"done": r.done, "retried": r.retried, "failed": r.failed}))
+            .into_response(),
+    )
+}
+
+fn valid_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn package_view_page(
+    state: &AppState,
+    lang: &str,
+    token: &str,
+    code_sent: bool,
+    info: Option<&'static str>,
+    error: Option<&'static str>,
+    code: StatusCode,
+) -> Response {
+    let svc = match service(state) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let t = texts(lang);
+    if !valid_token(token) {
+        return ApiError::new(ErrorCode::NotFound, "no such package").into_response();
+    }
+    let pkg = match svc.package_info(token, Timestamp::now()).await {
+        Ok(p) => p,
+        Err(RightsError::NotFound) => {
+            return ApiError::new(ErrorCode::NotFound, "no such package (it may have expired)")
+                .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut page = Page::new(
+        state,
+        lang,
+        &format!("/rights/packages/{token}"),
+        t.package_title,
+    );
+    if pkg.expired {
+        page.error = Some(t.package_expired);
+        return page.respond(StatusCode::GONE);
+    }
+    page.info = info;
+    page.error = error;
+    let form_token = match svc.form_token(Timestamp::now()) {
+        Ok(f) => f.0,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    page.package = Some(PackageView {
+        expires: date(pkg.expires_at),
+        code_sent,
+        token: form_token,
+        code_action: format!("/rights/packages/{token}/code?lang={lang}"),
+        download_action: format!("/rights/packages/{token}/download?lang={lang}"),
+    });
+    page.respond(code)
+}
+
+async fn package_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+    Path(token): Path<String>,
+) -> Response {
+    let lang = language(&state, &headers, &q);
+    package_view_page(&state, &lang, &token, false, None, None, StatusCode::OK).await
+}
+
+async fn package_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+    Path(token): Path<String>,
+    Form(input): Form<CodeForm>,
+) -> Response {
+    let lang = language(&state, &headers, &q);
+    let t = texts(&lang);
+    if !form_ok(&state, &headers, input.form_token.as_deref()) {
+        return package_view_page(
+            &state,
+            &lang,
+            &token,
+            false,
+            None,
+            Some(t.expired_form),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let Ok(svc) = service(&state) else {
+        return package_view_page(&state, &lang, &token, false, None, None, StatusCode::OK).await;
+    };
+    if !valid_token(&token) {
+        return ApiError::new(ErrorCode::NotFound, "no such package").into_response();
+    }
+    match svc.send_download_code(&token, Timestamp::now()).await {
+        Ok(VerificationRoute::EmailSent) => {
+            package_view_page(
+                &state,
+                &lang,
+                &token,
+                true,
+                Some(t.sent),
+                None,
+                StatusCode::OK,
+            )
+            .await
+        }
+        Ok(VerificationRoute::ChallengeRecentlySent) => {
+            package_view_page(
+                &state,
+                &lang,
+                &token,
+                true,
+                Some(t.recently_sent),
+                None,
+                StatusCode::OK,
+            )
+            .await
+        }
+        Ok(_) => {
+            package_view_page(
+                &state,
+                &lang,
+                &token,
+                false,
+                Some(t.waiting_dpo),
+                None,
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(RightsError::NotFound) => {
+            ApiError::new(ErrorCode::NotFound, "no such package").into_response()
+        }
+        Err(RightsError::Verification(_)) => {
+            package_view_page(&state, &lang, &token, false, None, None, StatusCode::GONE).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn package_download(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+    Path(token): Path<String>,
+    Form(input): Form<CodeForm>,
+) -> Response {
+    let lang = language(&state, &headers, &q);
+    let t = texts(&lang);
+    if !form_ok(&state, &headers, input.form_token.as_deref()) {
+        return package_view_page(
+            &state,
+            &lang,
+            &token,
+            true,
+            None,
+            Some(t.expired_form),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let Ok(svc) = service(&state) else {
+        return package_view_page(&state, &lang, &token, false, None, None, StatusCode::OK).await;
+    };
+    if !valid_token(&token) {
+        return ApiError::new(ErrorCode::NotFound, "no such package").into_response();
+    }
+    let code = input.code.unwrap_or_default();
+    if code.len() > 16 {
+        return package_view_page(
+            &state,
+            &lang,
+            &token,
+            true,
+            None,
+            Some(verification_message(&lang, "")),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    match svc.download(&token, &code, Timestamp::now()).await {
+        Ok(zip) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/zip".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"answer.zip\"".to_string(),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+            zip.to_vec(),
+        )
+            .into_response(),
+        Err(RightsError::Verification(m)) => {
+            package_view_page(
+                &state,
+                &lang,
+                &token,
+                true,
+                None,
+                Some(verification_message(&lang, m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(RightsError::NotFound) => {
+            ApiError::new(ErrorCode::NotFound, "no such package").into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

@@ -639,3 +639,143 @@ async fn without_the_engine_the_portal_says_so_and_the_notice_does_not_link() {
             .contains("href=\"/rights\"")
     );
 }
+
+#[tokio::test]
+async fn api_executes_and_the_requester_downloads_after_a_fresh_code() {
+    let t = app().await;
+    // A source holding one record (the HTTP crate's tests stay away from database drivers;
+    // the SQL connector has its own tests on SQLite and PostgreSQL).
+    let sql = OneRecord;
+    let exec =
+        tutela_rights::execute::Executor::new(t.state.rights.clone().unwrap(), vec![Arc::new(sql)]);
+    let state = t.state.clone().with_executor(exec);
+    let app = build_app(state.clone());
+    let writer = make_token(&state, &["rights:write", "rights:read"]).await;
+
+    let (s, v) = api(&app, "POST", "/api/v1/rights/requests", &writer, Some(serde_json::json!({"kind": "access", "identifier": "liv@example.org", "verification": {"method": "platform_token"}}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["request"]["id"].as_str().unwrap().to_string();
+    let (s, v) = api(
+        &app,
+        "POST",
+        &format!("/api/v1/rights/requests/{id}/events"),
+        &writer,
+        Some(serde_json::json!({"event": "start_execution"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["request"]["state"], "in_progress");
+    let (s, v) = api(&app, "POST", "/api/v1/rights/steps/run", &writer, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["done"], 1);
+    let (s, v) = api(
+        &app,
+        "POST",
+        &format!("/api/v1/rights/requests/{id}/events"),
+        &writer,
+        Some(serde_json::json!({"event": "finish"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["request"]["state"], "replied");
+    let token = v["package_token"].as_str().unwrap().to_string();
+
+    // The requester's side: page, code by e-mail, download.
+    let page = get(&app, &format!("/rights/packages/{token}?lang=en"), &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("E-mail me a code") && !page.body.contains("name=\"code\""));
+    let ft = form_token(&page.body);
+    for f in std::fs::read_dir(t.outbox()).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let sent = post_form(
+        &app,
+        &format!("/rights/packages/{token}/code?lang=en"),
+        &[("form_token", &ft)],
+        &[],
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::OK);
+    assert!(sent.body.contains("name=\"code\""));
+    let code = code_in(&mails(&t.outbox())[0]);
+    let ft = form_token(&sent.body);
+    let wrong = post_form(
+        &app,
+        &format!("/rights/packages/{token}/download?lang=en"),
+        &[
+            ("form_token", &ft),
+            ("code", if code == "000000" { "000001" } else { "000000" }),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let req = Request::post(format!("/rights/packages/{token}/download?lang=en"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("form_token={}&code={code}", enc(&ft))))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/zip");
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..2], b"PK");
+    let as_text = String::from_utf8_lossy(&bytes);
+    assert_eq!(
+        get(&app, &format!("/rights/packages/{}", "0".repeat(64)), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+struct OneRecord;
+
+impl tutela_rights::source::Source for OneRecord {
+    fn name(&self) -> &str {
+        "sql:platform"
+    }
+    fn access<'a>(
+        &'a self,
+        s: &'a tutela_rights::source::Subject,
+    ) -> tutela_rights::source::BoxFuture<
+        'a,
+        Result<Vec<tutela_rights::source::SourceRecord>, tutela_rights::source::SourceError>,
+    > {
+        Box::pin(async move {
+            assert_eq!(s.identifiers[0].1, "liv@example.org");
+            let mut fields = serde_json::Map::new();
+            fields.insert("plan".into(), "pro".into());
+            Ok(vec![tutela_rights::source::SourceRecord {
+                collection: "users".into(),
+                purpose: None,
+                category: None,
+                provided_by_subject: true,
+                fields,
+            }])
+        })
+    }
+    fn erase<'a>(
+        &'a self,
+        _s: &'a tutela_rights::source::Subject,
+    ) -> tutela_rights::source::BoxFuture<
+        'a,
+        Result<tutela_rights::source::Erased, tutela_rights::source::SourceError>,
+    > {
+        Box::pin(async { Ok(Default::default()) })
+    }
+    fn rectify<'a>(
+        &'a self,
+        _s: &'a tutela_rights::source::Subject,
+        _c: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> tutela_rights::source::BoxFuture<'a, Result<u64, tutela_rights::source::SourceError>> {
+        Box::pin(async { Ok(0) })
+    }
+    fn restrict<'a>(
+        &'a self,
+        _s: &'a tutela_rights::source::Subject,
+        _r: bool,
+    ) -> tutela_rights::source::BoxFuture<'a, Result<u64, tutela_rights::source::SourceError>> {
+        Box::pin(async { Ok(0) })
+    }
+}
