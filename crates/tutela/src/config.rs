@@ -28,6 +28,18 @@ pub struct FileConfig {
     pub mail: MailConfig,
     #[serde(default)]
     pub rights: RightsFileConfig,
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+}
+
+/// `[[connectors.sql]]` and `[[connectors.webhook]]`: the systems rights requests reach.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    #[serde(default)]
+    pub sql: Vec<tutela_rights::connectors::sql::SqlConfig>,
+    #[serde(default)]
+    pub webhook: Vec<tutela_rights::connectors::webhook::WebhookConfig>,
 }
 
 /// `[mail]`: how Tutela sends e-mail (verification codes, notices to requesters).

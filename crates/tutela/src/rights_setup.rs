@@ -142,3 +142,54 @@ pub fn spawn_purge_job(svc: RightsService, store: Store) {
         }
     });
 }
+
+/// The execution engine with every configured connector (the vault, analytics and consent
+/// sources join here when their issues land).
+pub async fn executor(
+    ctx: &Context,
+    register: &Register,
+    svc: RightsService,
+) -> anyhow::Result<tutela_rights::execute::Executor> {
+    use tutela_rights::source::Source;
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    for cfg in &ctx.file.connectors.sql {
+        let c = tutela_rights::connectors::sql::SqlConnector::connect(cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("SQL connector `{}`: {e}", cfg.name))?;
+        sources.push(Arc::new(c));
+    }
+    for cfg in &ctx.file.connectors.webhook {
+        let c = tutela_rights::connectors::webhook::WebhookConnector::new(cfg, register)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        sources.push(Arc::new(c));
+    }
+    let mut names: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        anyhow::bail!("two connectors have the same name");
+    }
+    tracing::info!(sources = sources.len(), "rights execution engine ready");
+    Ok(tutela_rights::execute::Executor::new(svc, sources))
+}
+
+/// Runs the due execution steps every 30 seconds (steps are leased: several nodes may run it).
+pub fn spawn_step_runner(exec: Arc<tutela_rights::execute::Executor>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            match exec.run_due(jiff::Timestamp::now()).await {
+                Ok(r) if r.done + r.retried + r.failed > 0 => {
+                    tracing::info!(
+                        done = r.done,
+                        retried = r.retried,
+                        failed = r.failed,
+                        "rights steps ran"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rights step runner failed"),
+            }
+        }
+    });
+}

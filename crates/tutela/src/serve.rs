@@ -85,7 +85,13 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             &format!("http://{local}"),
         )?;
         crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
-        let app = build_app(state.with_rights(rights));
+        let executor =
+            crate::rights_setup::executor(&ctx, &state.register.register, rights.clone()).await?;
+        let state = state.with_rights(rights).with_executor(executor);
+        if let Some(exec) = &state.executor {
+            crate::rights_setup::spawn_step_runner(exec.clone());
+        }
+        let app = build_app(state);
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
         axum::serve(listener, app)

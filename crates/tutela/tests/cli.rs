@@ -438,3 +438,41 @@ fn serve_runs_the_rights_portal_with_a_key_file_and_the_file_outbox() {
     );
     assert!(log.contains("rights request filed"), "{log}");
 }
+
+#[test]
+fn serve_refuses_a_misdeclared_connector_without_echoing_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tutela.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[connectors.sql]]
+name = "platform"
+url = "postgres://app:hunter2@db.internal/app"
+[[connectors.sql.collections]]
+name = "users"
+table = "users; DROP TABLE x"
+key = "id"
+identity = [{ column = "email", kind = "email" }]
+columns = ["email"]
+on_erase = { action = "delete" }
+"#,
+    )
+    .unwrap();
+    let out = tutela()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a plain SQL name"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
