@@ -9,8 +9,10 @@
 //!
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
+mod audit;
 mod migrate;
 mod tokens;
+mod vault;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,8 +20,13 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+pub use audit::{AuditRow, NewAuditEntry};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use tokens::ApiToken;
+pub use vault::{
+    Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
+    VaultTx,
+};
 
 /// Errors of the store. Messages never contain personal data.
 #[derive(Debug, thiserror::Error)]
