@@ -4,7 +4,8 @@
 //! This module only ever sees ciphertexts, blind-index bytes and metadata (purpose, category,
 //! times, flags): plaintext personal data exists only in `tutela-vault`. Every read of records
 //! takes `now` and never returns a record whose deadline has passed (`deadline IS NULL OR
-//! deadline > now`), even before the retention job has deleted it.
+//! deadline > now`), even before the retention job has deleted it, unless the record is on
+//! legal hold (which suspends its deadline).
 //!
 //! Writes go through a [`VaultTx`], so that a change and its audit entry commit together.
 
@@ -135,9 +136,10 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
     s
 }
 
-/// The "not expired" filter every read applies (`$n` is `now`).
+/// The "not expired" filter every read applies (`$n` is `now`). A legal hold suspends the
+/// deadline: a held record stays readable (it is kept as evidence) until the hold is lifted.
 fn live(n: usize) -> String {
-    format!("(deadline IS NULL OR deadline > ${n})")
+    format!("(deadline IS NULL OR deadline > ${n} OR legal_hold = TRUE)")
 }
 
 /// Anchor events by `(subject, purpose, event)`.
