@@ -6,6 +6,7 @@ pub mod auth;
 mod error;
 mod middleware;
 mod public;
+mod vault_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,8 +14,10 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tutela_domain::Register;
 use tutela_store::Store;
+use tutela_vault::Vault;
 
 pub use error::{ApiError, ErrorCode};
+pub use vault_api::openapi;
 
 /// The register as loaded, with what the server needs to present it.
 #[derive(Debug)]
@@ -31,14 +34,17 @@ pub struct LoadedRegister {
 pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
+    /// The personal-data vault: handlers read and write personal data only through it.
+    pub vault: Vault,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    pub fn new(register: LoadedRegister, store: Store) -> Self {
+    pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
         AppState {
             register: Arc::new(register),
             store,
+            vault,
             metrics: metrics_handle(),
         }
     }
@@ -70,6 +76,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
+        .merge(vault_api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

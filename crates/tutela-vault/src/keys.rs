@@ -115,7 +115,7 @@ impl crate::Vault {
     pub async fn rewrap_subject_keys(
         &self,
         actor: &crate::Actor,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<u64> {
         let current = self.keys.current_key_id().to_hex();
         let counts = self.store.vault_key_counts().await?;

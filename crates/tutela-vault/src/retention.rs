@@ -44,7 +44,7 @@ impl Vault {
         actor: &Actor,
         dry_run: bool,
         batch: i64,
-        progress: &mut dyn PurgeProgress,
+        progress: &mut (dyn PurgeProgress + Send),
     ) -> Result<PurgeReport> {
         if !(1..=100_000).contains(&batch) {
             return Err(VaultError::InvalidInput(

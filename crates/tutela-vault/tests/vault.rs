@@ -475,8 +475,9 @@ async fn deadlines_of_every_anchor_kind_in_the_example_register() {
         assert_eq!(d[1], Some(ts("2027-01-31T09:00:00Z")));
         assert_eq!(d[2], Some(ts("2026-07-31T09:00:00Z")));
         assert_eq!(d[3], Some(ts("2027-01-31T09:00:00Z")));
-        for i in 4..9 {
-            assert_eq!(d[i], None, "record {i} has no deadline before its event");
+        for (i, deadline) in d.iter().enumerate().skip(4) {
+            assert_eq!(*deadline, None, "record {i} has no deadline before its event");
+        } has no deadline before its event");
         }
         assert_eq!(w[4].waiting_for, Some("contract_ended"));
         assert_eq!(w[7].waiting_for, Some("request_replied"));
@@ -1126,7 +1127,7 @@ async fn audit_verification_detects_an_edited_a_deleted_and_a_truncated_entry() 
         assert!(v.verify_audit(None).await.unwrap().is_ok());
 
         // A deleted entry in the middle.
-        env.raw(&format!("CREATE TABLE saved AS SELECT * FROM audit_log WHERE seq = 3; DELETE FROM audit_log WHERE seq = 3")).await;
+        env.raw("CREATE TABLE saved AS SELECT * FROM audit_log WHERE seq = 3; DELETE FROM audit_log WHERE seq = 3").await;
         let problem = v.verify_audit(None).await.unwrap().unwrap_err();
         assert!(problem.explain().contains("entry 3 is missing"), "{}", problem.explain());
         env.raw("INSERT INTO audit_log SELECT * FROM saved; DROP TABLE saved").await;

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use std::sync::Arc;
+
 use tutela_http::{AppState, LoadedRegister, build_app};
+use tutela_vault::Vault;
 
 use crate::config::{self, PolicySource};
 use crate::context::Context;
@@ -15,7 +18,11 @@ pub const AFTER_HELP: &str = "Examples:
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json.
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, the vault API under
+/api/v1/subjects (bearer tokens), documented in /api/v1/openapi.json.
+On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
+back it up. The retention job runs every 10 minutes ([retention] interval, or
+TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
 Once listening, the address is printed on standard output as `listening on http://ADDR`.";
 
 #[derive(Args, Debug)]
@@ -23,6 +30,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+
+    /// How often the retention job deletes expired records, e.g. "10 minutes", or "off"
+    /// [default: 10 minutes].
+    #[arg(long, env = "TUTELA_RETENTION_INTERVAL", value_name = "INTERVAL")]
+    retention_interval: Option<String>,
 }
 
 pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -31,6 +43,11 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .or(ctx.file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let listen = config::parse_listen(&listen)?;
+    let interval = args
+        .retention_interval
+        .or(ctx.file.retention.interval.clone())
+        .unwrap_or_else(|| config::DEFAULT_RETENTION_INTERVAL.to_string());
+    let interval = config::parse_interval(&interval)?;
     let policy = &ctx.policy;
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
@@ -64,6 +81,14 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
 
+        let keys = crate::keys::load_or_create(&ctx.master_key_file, &store).await?;
+        let vault = Vault::new(store.clone(), Arc::new(register.clone()), keys.vault_keys()?);
+        tracing::info!(
+            master_key = %keys.master.id(),
+            index_root = %keys.index_root.id(),
+            "vault keys loaded"
+        );
+        drop(keys);
         let state = AppState::new(
             LoadedRegister {
                 register,
@@ -71,6 +96,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
+            vault.clone(),
         );
         let app = build_app(state);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -79,10 +105,20 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
+        let job = match interval {
+            Some(every) => Some(crate::jobs::spawn_retention(vault, every)),
+            None => {
+                tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");
+                None
+            }
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("server error")?;
+        if let Some(job) = job {
+            job.abort();
+        }
         tracing::info!("shutting down: closing the database");
         store.close().await;
         Ok(ExitCode::SUCCESS)
