@@ -476,8 +476,10 @@ async fn deadlines_of_every_anchor_kind_in_the_example_register() {
         assert_eq!(d[2], Some(ts("2026-07-31T09:00:00Z")));
         assert_eq!(d[3], Some(ts("2027-01-31T09:00:00Z")));
         for (i, deadline) in d.iter().enumerate().skip(4) {
-            assert_eq!(*deadline, None, "record {i} has no deadline before its event");
-        } has no deadline before its event");
+            assert_eq!(
+                *deadline, None,
+                "record {i} has no deadline before its event"
+            );
         }
         assert_eq!(w[4].waiting_for, Some("contract_ended"));
         assert_eq!(w[7].waiting_for, Some("request_replied"));
