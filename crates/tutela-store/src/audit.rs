@@ -6,7 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::vault::{VaultTx, placeholders};
+use crate::vault::{VaultTx, values_list};
 use crate::{Result, Store};
 
 /// An entry to append. `details` is JSON and holds no personal data.
@@ -67,10 +67,7 @@ impl VaultTx {
             return Ok(seq);
         }
         for chunk in entries.chunks(500) {
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = values_list(self.engine, chunk.len(), 8);
             let sql = format!(
                 "INSERT INTO audit_log (seq, time_ms, actor, action, purpose, subject_commitment, \
                  details, hash) VALUES {values}"

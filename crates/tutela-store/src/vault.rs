@@ -136,6 +136,32 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
     s
 }
 
+/// The `VALUES` list of a multi-row insert of `rows` rows of `cols` columns.
+///
+/// On SQLite the placeholders are anonymous `?`: sqlx resolves every *named* parameter
+/// (`$N`) with `sqlite3_bind_parameter_name`, a linear scan of the statement's parameters,
+/// which makes binding a statement of n parameters O(n²); anonymous ones bind in order, in
+/// O(n). (Measured: 74 % of the time of a 10,000-record write went there.)
+pub(crate) fn values_list(engine: Engine, rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        match engine {
+            Engine::Sqlite => {
+                for c in 0..cols {
+                    s.push_str(if c == 0 { "?" } else { ", ?" });
+                }
+            }
+            Engine::Postgres => s.push_str(&placeholders(r * cols + 1, cols)),
+        }
+        s.push(')');
+    }
+    s
+}
+
 /// The "not expired" filter every read applies (`$n` is `now`). A legal hold suspends the
 /// deadline: a held record stays readable (it is kept as evidence) until the hold is lifted.
 fn live(n: usize) -> String {
@@ -450,10 +476,7 @@ impl VaultTx {
     /// Inserts many subjects with multi-row statements.
     pub async fn insert_subjects(&mut self, subjects: &[StoredSubject]) -> Result<()> {
         for chunk in subjects.chunks(INSERT_CHUNK) {
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * 4 + 1, 4)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = values_list(self.engine, chunk.len(), 4);
             let sql = format!(
                 "INSERT INTO vault_subjects (id, wrapped_key, key_id, created_at) VALUES {values}"
             );
@@ -474,10 +497,7 @@ impl VaultTx {
     /// turns into a conflict.
     pub async fn insert_identifiers(&mut self, ids: &[StoredIdentifier]) -> Result<()> {
         for chunk in ids.chunks(INSERT_CHUNK) {
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * 4 + 1, 4)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = values_list(self.engine, chunk.len(), 4);
             let sql = format!(
                 "INSERT INTO vault_identifiers (blind_index, subject_id, kind, created_at) VALUES {values}"
             );
@@ -496,20 +516,23 @@ impl VaultTx {
 
     /// Inserts records with multi-row statements; returns their ids in input order.
     ///
-    /// Ids come from `RETURNING id` and are matched to the input by sorting: both engines
-    /// assign the ids of one multi-row `INSERT` in increasing order of its `VALUES` list.
+    /// PostgreSQL: ids come from `RETURNING id`, matched to the input by sorting (a multi-row
+    /// `INSERT` takes its sequence values in the order of its `VALUES` list). SQLite: the
+    /// transaction holds the write lock, so the rows of one statement get consecutive ids
+    /// ending at `last_insert_rowid()`; not returning rows spares one message per row between
+    /// sqlx's SQLite worker thread and the caller.
     pub async fn insert_records(&mut self, records: &[NewRecord], now: i64) -> Result<Vec<i64>> {
         let mut ids = Vec::with_capacity(records.len());
         for chunk in records.chunks(INSERT_CHUNK) {
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * 11 + 1, 11)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
+            let values = values_list(self.engine, chunk.len(), 11);
+            let mut sql = format!(
                 "INSERT INTO vault_records (subject_id, purpose, category, payload, source, \
                  collected_at, anchor_at, deadline, legal_hold, restricted, updated_at) \
-                 VALUES {values} RETURNING id"
+                 VALUES {values}"
             );
+            if self.engine == Engine::Postgres {
+                sql.push_str(" RETURNING id");
+            }
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
                 q = q
@@ -525,13 +548,29 @@ impl VaultTx {
                     .bind(r.restricted)
                     .bind(now);
             }
-            let rows = q.fetch_all(&mut *self.tx).await?;
-            let mut chunk_ids = rows
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<Vec<_>, _>>()?;
-            chunk_ids.sort_unstable();
-            ids.extend(chunk_ids);
+            match self.engine {
+                Engine::Postgres => {
+                    let rows = q.fetch_all(&mut *self.tx).await?;
+                    let mut chunk_ids = rows
+                        .iter()
+                        .map(|r| r.try_get::<i64, _>(0))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    chunk_ids.sort_unstable();
+                    ids.extend(chunk_ids);
+                }
+                Engine::Sqlite => {
+                    let done = q.execute(&mut *self.tx).await?;
+                    if done.rows_affected() != chunk.len() as u64 {
+                        return Err(sqlx::Error::Protocol("short multi-row insert".into()).into());
+                    }
+                    let last: i64 = sqlx::query("SELECT last_insert_rowid()")
+                        .fetch_one(&mut *self.tx)
+                        .await?
+                        .try_get(0)?;
+                    let first = last - chunk.len() as i64 + 1;
+                    ids.extend(first..=last);
+                }
+            }
         }
         Ok(ids)
     }

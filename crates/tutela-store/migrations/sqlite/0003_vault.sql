@@ -48,7 +48,7 @@ CREATE TABLE vault_events (
 -- The audit log: append-only, hash-chained (see tutela-crypto's audit module). Entries hold a
 -- keyed commitment to the subject, never the subject's identity.
 CREATE TABLE audit_log (
-    seq                 BIGINT  PRIMARY KEY,
+    seq                 INTEGER PRIMARY KEY,  -- the rowid: entries are stored in sequence
     time_ms             BIGINT  NOT NULL,
     actor               TEXT    NOT NULL,
     action              TEXT    NOT NULL,
