@@ -88,6 +88,13 @@ impl KeyFile {
             let (name, value) = line
                 .split_once(char::is_whitespace)
                 .with_context(|| format!("line {}: expected `name value`", n + 1))?;
+            if !["index-root", "master", "previous"].contains(&name) {
+                bail!(
+                    "line {}: unknown entry `{}` (expected index-root, master or previous)",
+                    n + 1,
+                    name.chars().take(32).collect::<String>()
+                );
+            }
             let key = MasterKey::from_env_value(value.trim())
                 .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
             match name {
@@ -402,7 +409,8 @@ mod tests {
         for (bad, why) in [
             ("master 00", "line 1"),
             ("index-root zz", "line 1"),
-            ("color blue", "expected `name value`"),
+            ("color blue", "unknown entry `color`"),
+            ("a\nb", "expected `name value`"),
             (&format!("{}master {}", "", single), "index-root"),
             (
                 &format!("# c\nindex-root {single}master {single}master {single}"),
