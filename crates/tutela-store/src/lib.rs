@@ -145,11 +145,13 @@ impl Store {
                     // WAL for concurrent readers; FULL sync so an acknowledged write survives a
                     // power cut; secure_delete so freed pages hold no plaintext; a 32 MiB page
                     // cache per connection (the default 2 MiB thrashes on the vault's indexes
-                    // beyond a few hundred thousand records).
+                    // beyond a few hundred thousand records) and reads through a memory map
+                    // shared by all connections.
                     sqlx::raw_sql(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                         PRAGMA secure_delete = ON; PRAGMA cache_size = -32768;",
+                         PRAGMA secure_delete = ON; PRAGMA cache_size = -32768; \
+                         PRAGMA mmap_size = 268435456;",
                     )
                     .execute(conn)
                     .await?;

@@ -207,10 +207,15 @@ fn bounded(s: &str) -> String {
     out
 }
 
-/// A new opaque subject id: 16 random bytes as 32 hex digits.
-fn new_subject_id() -> Result<String> {
+/// A new opaque subject id, 32 hex digits: 6 bytes of the creation time (unix milliseconds)
+/// then 10 random bytes. The time prefix keeps new subjects (and their records, indexed by
+/// subject) at the end of the B-trees instead of scattered over them, which keeps bulk writes
+/// fast as the vault grows; 80 random bits keep ids unguessable. The creation time it reveals
+/// is stored beside it anyway.
+fn new_subject_id(now_ms: i64) -> Result<String> {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(CryptoError::from)?;
+    b[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
+    getrandom::fill(&mut b[6..]).map_err(CryptoError::from)?;
     Ok(hex::encode(b))
 }
 

@@ -427,7 +427,7 @@ impl Vault {
                 }
                 (None, [one]) => ((*one).clone(), false),
                 (None, []) => {
-                    let id = new_subject_id()?;
+                    let id = new_subject_id(now_ms)?;
                     let key = SubjectKey::generate()?;
                     let wrapped = self.keys.wrap(&id, &key)?;
                     new_subjects.push(StoredSubject {
@@ -534,48 +534,42 @@ impl Vault {
             results[i].records.push(written);
         }
 
-        // 4. Audit: one entry per subject and purpose written (or one for identifiers only).
-        let mut audit = Vec::new();
+        // 4. Audit: one entry per subject. When one call writes under several purposes, the
+        //    entry's purpose lists them ("recruitment,support") and its details count each.
+        let mut audit = Vec::with_capacity(results.len());
         for res in &results {
             let commitment = Some(self.keys.commitment(&res.subject_id)?);
-            let mut per_purpose: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            let mut per_purpose: BTreeMap<&str, u64> = BTreeMap::new();
             for r in &res.records {
-                per_purpose.entry(&r.purpose).or_default().push(&r.category);
+                *per_purpose.entry(&r.purpose).or_default() += 1;
             }
-            if per_purpose.is_empty() {
-                audit.push(NewAuditEntry {
-                    time_ms: now_ms,
-                    actor: actor.0.clone(),
-                    action: if res.created {
+            let (action, details) = if per_purpose.is_empty() {
+                (
+                    if res.created {
                         "subject_created"
                     } else {
                         "identifiers_linked"
-                    }
-                    .into(),
-                    purpose: String::new(),
-                    subject_commitment: commitment,
-                    details: json!({ "identifiers_added": res.linked }).to_string(),
-                });
-            }
-            for (purpose, mut cats) in per_purpose {
-                let n = cats.len();
-                cats.sort_unstable();
-                cats.dedup();
-                audit.push(NewAuditEntry {
-                    time_ms: now_ms,
-                    actor: actor.0.clone(),
-                    action: "write".into(),
-                    purpose: purpose.to_string(),
-                    subject_commitment: commitment,
-                    details: json!({
-                        "records": n,
-                        "categories": cats,
+                    },
+                    json!({ "identifiers_added": res.linked }),
+                )
+            } else {
+                (
+                    "write",
+                    json!({
+                        "records": per_purpose,
                         "subject_created": res.created,
                         "identifiers_added": res.linked,
-                    })
-                    .to_string(),
-                });
-            }
+                    }),
+                )
+            };
+            audit.push(NewAuditEntry {
+                time_ms: now_ms,
+                actor: actor.0.clone(),
+                action: action.into(),
+                purpose: per_purpose.keys().copied().collect::<Vec<_>>().join(","),
+                subject_commitment: commitment,
+                details: details.to_string(),
+            });
         }
         tx.append_audit(&audit, crate::audit::hasher).await?;
         tx.commit().await?;
