@@ -52,6 +52,9 @@ pub struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     postgres_url: String,
+    /// Records deleted per purge transaction.
+    #[arg(long, default_value_t = tutela_vault::DEFAULT_PURGE_BATCH)]
+    purge_batch: i64,
     /// Skip the purge (to keep the data for a look).
     #[arg(long)]
     no_purge: bool,
@@ -307,7 +310,7 @@ async fn bench(args: &Args, store: &Store) -> anyhow::Result<()> {
         .purge_expired(
             &Actor::new("job:retention"),
             false,
-            tutela_vault::DEFAULT_PURGE_BATCH,
+            args.purge_batch,
             &mut |_, _| {},
         )
         .await?;

@@ -51,7 +51,7 @@ pub const MAX_IDENTIFIERS_PER_CALL: usize = 16;
 /// Longest `source` label.
 pub const MAX_SOURCE_LEN: usize = 64;
 /// Records deleted per transaction by the retention job.
-pub const DEFAULT_PURGE_BATCH: i64 = 10_000;
+pub const DEFAULT_PURGE_BATCH: i64 = 20_000;
 
 /// Errors of the vault. Messages never contain personal data (identifiers or payloads).
 #[derive(Debug, thiserror::Error)]
