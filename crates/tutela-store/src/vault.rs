@@ -739,9 +739,9 @@ impl VaultTx {
         let mut shredded = 0;
         for chunk in subject_ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT id FROM vault_subjects WHERE id IN ({}) AND NOT EXISTS \
+                "SELECT id FROM vault_subjects WHERE id IN {} AND NOT EXISTS \
                  (SELECT 1 FROM vault_records r WHERE r.subject_id = vault_subjects.id)",
-                placeholders(1, chunk.len())
+                values_list(self.engine, 1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -756,13 +756,13 @@ impl VaultTx {
             if empty.is_empty() {
                 continue;
             }
-            let list = placeholders(1, empty.len());
+            let list = values_list(self.engine, 1, empty.len());
             for (table, column) in [
                 ("vault_identifiers", "subject_id"),
                 ("vault_events", "subject_id"),
                 ("vault_subjects", "id"),
             ] {
-                let sql = format!("DELETE FROM {table} WHERE {column} IN ({list})");
+                let sql = format!("DELETE FROM {table} WHERE {column} IN {list}");
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for id in &empty {
                     q = q.bind(id);
