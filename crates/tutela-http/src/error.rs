@@ -92,7 +92,9 @@ impl From<tutela_vault::VaultError> for ApiError {
             V::SubjectNotFound => ErrorCode::SubjectNotFound,
             V::RecordNotFound => ErrorCode::RecordNotFound,
             V::InvalidIdentifier(_) => ErrorCode::InvalidIdentifier,
-            V::IdentifierConflict | V::IdentifierTaken => ErrorCode::IdentifierConflict,
+            V::IdentifierConflict | V::IdentifierTaken | V::ConcurrentWrite => {
+                ErrorCode::IdentifierConflict
+            }
             V::EventNotApplicable { .. } => ErrorCode::EventNotApplicable,
             V::InvalidInput(_) | V::Deadline(_) => ErrorCode::BadRequest,
             V::Store(_) | V::Crypto(_) => return ApiError::internal("vault", &e),

@@ -50,6 +50,14 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the error is a unique-constraint violation (e.g. two writers inserting the same
+    /// blind index at the same moment).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which database engine a store runs on.
