@@ -7,6 +7,7 @@ mod error;
 mod middleware;
 mod public;
 mod rights;
+mod vault_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,8 +15,10 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tutela_domain::Register;
 use tutela_store::Store;
+use tutela_vault::Vault;
 
 pub use error::{ApiError, ErrorCode};
+pub use vault_api::openapi;
 
 /// The register as loaded, with what the server needs to present it.
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub struct LoadedRegister {
 pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
+    /// The personal-data vault: handlers read and write personal data only through it.
+    pub vault: Vault,
     pub metrics: PrometheusHandle,
     /// The rights engine (portal and API answer 503 without it).
     pub rights: Option<tutela_rights::RightsService>,
@@ -40,10 +45,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(register: LoadedRegister, store: Store) -> Self {
+    pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
         AppState {
             register: Arc::new(register),
             store,
+            vault,
             metrics: metrics_handle(),
             rights: None,
             executor: None,
@@ -90,6 +96,7 @@ pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
         .merge(rights::routes())
+        .merge(vault_api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

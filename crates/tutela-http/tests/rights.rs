@@ -45,6 +45,11 @@ async fn app() -> TestApp {
             ..RightsConfig::default()
         },
     );
+    let vault = tutela_vault::Vault::new(
+        store.clone(),
+        Arc::new(register.clone()),
+        tutela_vault::VaultKeys::generate().unwrap(),
+    );
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -52,6 +57,7 @@ async fn app() -> TestApp {
             last_updated: jiff::civil::date(2026, 11, 29),
         },
         store,
+        vault,
     )
     .with_rights(rights);
     TestApp {
@@ -619,6 +625,11 @@ async fn without_the_engine_the_portal_says_so_and_the_notice_does_not_link() {
     let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let vault = tutela_vault::Vault::new(
+        store.clone(),
+        Arc::new(register.clone()),
+        tutela_vault::VaultKeys::generate().unwrap(),
+    );
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -626,6 +637,7 @@ async fn without_the_engine_the_portal_says_so_and_the_notice_does_not_link() {
             last_updated: jiff::civil::date(2026, 11, 29),
         },
         store,
+        vault,
     );
     let app = build_app(state);
     assert_eq!(
@@ -720,7 +732,6 @@ async fn api_executes_and_the_requester_downloads_after_a_fresh_code() {
     assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&bytes[..2], b"PK");
-    let as_text = String::from_utf8_lossy(&bytes);
     assert_eq!(
         get(&app, &format!("/rights/packages/{}", "0".repeat(64)), &[])
             .await

@@ -28,15 +28,17 @@ macro_rules! migrations {
 pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     1 "0001_foundation",
     2 "0002_api_tokens",
-    // 3 to 6 belong to other areas (vault, analytics, operators, consent); versions need not
-    // be contiguous: each is applied once, in list order, whatever is missing.
+    3 "0003_vault",
+    // 4 to 6 belong to other areas (analytics, operators, consent); versions need not be
+    // contiguous: each is applied once, in list order, whatever is missing.
     7 "0007_rights",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_api_tokens",
-    // 3 to 6 belong to other areas (vault, analytics, operators, consent); versions need not
-    // be contiguous: each is applied once, in list order, whatever is missing.
+    3 "0003_vault",
+    // 4 to 6 belong to other areas (analytics, operators, consent); versions need not be
+    // contiguous: each is applied once, in list order, whatever is missing.
     7 "0007_rights",
 );
 

@@ -1,46 +1,23 @@
 //! Wiring of the rights engine: its key root, its mailer and its settings.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tutela_crypto::{MasterKey, Zeroizing};
+use tutela_crypto::Zeroizing;
 use tutela_domain::Register;
 use tutela_rights::{Mailer, RightsConfig, RightsKeys, RightsService, Transport};
 use tutela_store::Store;
 
 use crate::context::Context;
 
-/// Name of the master key file in the data directory.
-pub const MASTER_KEY_FILE: &str = "master.key";
-
-/// The installation's master key: `TUTELA_MASTER_KEY` (64 hex digits) when set, else
-/// `<data_dir>/master.key`, created (mode 0600) on first start.
-pub fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
-    if let Ok(value) = std::env::var("TUTELA_MASTER_KEY") {
-        let value = Zeroizing::new(value);
-        return MasterKey::from_env_value(&value).context("TUTELA_MASTER_KEY is not a valid key");
-    }
-    tutela_store::create_private_dir(data_dir)?;
-    let path = data_dir.join(MASTER_KEY_FILE);
-    if path.exists() {
-        MasterKey::load_file(&path).context("cannot load the master key")
-    } else {
-        tracing::info!(path = %path.display(), "created a new master key; back it up: without it the sealed data cannot be read");
-        MasterKey::generate_file(&path).context("cannot create the master key")
-    }
-}
-
 /// The rights engine as configured.
 pub fn build(
     ctx: &Context,
     register: &Register,
     store: Store,
+    keys: RightsKeys,
     default_public_url: &str,
 ) -> anyhow::Result<RightsService> {
-    let root = master_key(&ctx.data_dir)?;
-    let keys = RightsKeys::from_root(&root);
-
     let transport = std::env::var("TUTELA_MAIL_TRANSPORT")
         .ok()
         .or_else(|| ctx.file.mail.transport.clone())

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use std::sync::Arc;
+
 use tutela_http::{AppState, LoadedRegister, build_app};
+use tutela_vault::Vault;
 
 use crate::config::{self, PolicySource};
 use crate::context::Context;
@@ -16,7 +19,11 @@ pub const AFTER_HELP: &str = "Examples:
 
 Routes: /privacy (?lang=fr), /privacy.md, /rights (the rights portal), /.well-known/gpc.json,
 /healthz, /readyz, /metrics, /api/v1/register, /api/v1/register/ropa.csv,
-/api/v1/register/ropa.json, /api/v1/rights/requests.
+/api/v1/register/ropa.json, the vault API under /api/v1/subjects and the rights API under
+/api/v1/rights (bearer tokens), documented in /api/v1/openapi.json.
+On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
+back it up. The retention job runs every 10 minutes ([retention] interval, or
+TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
 E-mail: [mail] in tutela.toml or TUTELA_MAIL_TRANSPORT (default: .eml files in <data_dir>/outbox).
 Once listening, the address is printed on standard output as `listening on http://ADDR`.";
 
@@ -25,6 +32,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+
+    /// How often the retention job deletes expired records, e.g. "10 minutes", or "off"
+    /// [default: 10 minutes].
+    #[arg(long, env = "TUTELA_RETENTION_INTERVAL", value_name = "INTERVAL")]
+    retention_interval: Option<String>,
 }
 
 pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -33,6 +45,11 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .or(ctx.file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let listen = config::parse_listen(&listen)?;
+    let interval = args
+        .retention_interval
+        .or(ctx.file.retention.interval.clone())
+        .unwrap_or_else(|| config::DEFAULT_RETENTION_INTERVAL.to_string());
+    let interval = config::parse_interval(&interval)?;
     let policy = &ctx.policy;
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
@@ -66,6 +83,16 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
 
+        let keys = crate::keys::load_or_create(&ctx.master_key_file, &store).await?;
+        let vault = Vault::new(store.clone(), Arc::new(register.clone()), keys.vault_keys()?);
+        tracing::info!(
+            master_key = %keys.master.id(),
+            index_root = %keys.index_root.id(),
+            "vault keys loaded"
+        );
+        // The rights engine's keys derive from the index root, which never rotates.
+        let rights_keys = tutela_rights::RightsKeys::from_root(&keys.index_root);
+        drop(keys);
         let state = AppState::new(
             LoadedRegister {
                 register,
@@ -73,6 +100,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
+            vault.clone(),
         );
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -82,6 +110,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             &ctx,
             &state.register.register,
             store.clone(),
+            rights_keys,
             &format!("http://{local}"),
         )?;
         crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
@@ -94,10 +123,20 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         let app = build_app(state);
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
+        let job = match interval {
+            Some(every) => Some(crate::jobs::spawn_retention(vault, every)),
+            None => {
+                tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");
+                None
+            }
+        };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("server error")?;
+        if let Some(job) = job {
+            job.abort();
+        }
         tracing::info!("shutting down: closing the database");
         store.close().await;
         Ok(ExitCode::SUCCESS)
