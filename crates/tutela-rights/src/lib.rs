@@ -22,6 +22,7 @@ pub mod package;
 mod service;
 pub mod source;
 mod text;
+pub mod vault_source;
 
 pub use keys::RightsKeys;
 pub use mail::{MailError, Mailer, Transport};

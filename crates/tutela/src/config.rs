@@ -105,6 +105,9 @@ pub struct RightsFileConfig {
     pub challenge_minutes: Option<i64>,
     /// Tries allowed per code [default: 5].
     pub max_attempts: Option<i64>,
+    /// The register purpose under which the rights engine reads and erases vault records
+    /// [default: rights_requests].
+    pub vault_purpose: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

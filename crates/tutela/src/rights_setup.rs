@@ -126,9 +126,24 @@ pub async fn executor(
     ctx: &Context,
     register: &Register,
     svc: RightsService,
+    vault: tutela_vault::Vault,
 ) -> anyhow::Result<tutela_rights::execute::Executor> {
     use tutela_rights::source::Source;
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    // The vault, read and erased under the register's purpose for handling rights requests.
+    let purpose = ctx
+        .file
+        .rights
+        .vault_purpose
+        .clone()
+        .unwrap_or_else(|| "rights_requests".to_string());
+    match tutela_rights::vault_source::VaultSource::new(vault, &purpose) {
+        Ok(v) => sources.push(Arc::new(v)),
+        Err(_) => tracing::warn!(
+            purpose = %purpose,
+            "the register has no such purpose for handling rights requests: requests will not reach the vault; set [rights] vault_purpose"
+        ),
+    }
     for cfg in &ctx.file.connectors.sql {
         let c = tutela_rights::connectors::sql::SqlConnector::connect(cfg)
             .await

@@ -115,7 +115,13 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         )?;
         crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
         let executor =
-            crate::rights_setup::executor(&ctx, &state.register.register, rights.clone()).await?;
+            crate::rights_setup::executor(
+            &ctx,
+            &state.register.register,
+            rights.clone(),
+            vault.clone(),
+        )
+        .await?;
         let state = state.with_rights(rights).with_executor(executor);
         if let Some(exec) = &state.executor {
             crate::rights_setup::spawn_step_runner(exec.clone());
