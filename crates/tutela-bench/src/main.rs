@@ -5,8 +5,10 @@
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
 //! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
+//! ./target/release/tutela-bench rights --subjects 1000000
 //! ```
 
+mod rights;
 mod startup;
 mod util;
 mod vault;
@@ -29,6 +31,8 @@ enum Command {
     Startup(startup::Args),
     /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
     Vault(vault::Args),
+    /// Rights requests: a full access and a full erasure for one subject among N in the vault.
+    Rights(rights::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +41,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Startup(args) => startup::run(args),
         Command::Vault(args) => vault::run(args),
+        Command::Rights(args) => rights::run(args),
     }
 }
