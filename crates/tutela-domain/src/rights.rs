@@ -949,8 +949,8 @@ mod tests {
                         assert!(next.verified_at.is_some());
                     }
                     assert!(next.due_at <= hard_limit);
-                    if next.replied_at.is_some() {
-                        assert!(next.purge_after.unwrap() > next.replied_at.unwrap());
+                    if let Some(replied) = next.replied_at {
+                        assert!(next.purge_after.unwrap() > replied);
                     }
                     r = next;
                 } else {

@@ -237,7 +237,7 @@ impl Source for VaultSource {
                     touched = true;
                 }
             }
-            touched.then(|| RecordUpdate {
+            touched.then_some(RecordUpdate {
                 payload: Some(serde_json::Value::Object(next)),
                 legal_hold: None,
                 restricted: None,

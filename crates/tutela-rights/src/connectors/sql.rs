@@ -209,7 +209,7 @@ impl SqlConfig {
 
 /// The SQL connector.
 pub struct SqlConnector {
-    name: String,
+    label: String,
     source_name: String,
     pool: AnyPool,
     collections: Vec<Collection>,
@@ -218,7 +218,7 @@ pub struct SqlConnector {
 impl std::fmt::Debug for SqlConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlConnector")
-            .field("name", &self.name)
+            .field("name", &self.label)
             .finish_non_exhaustive()
     }
 }
@@ -263,7 +263,7 @@ impl SqlConnector {
             .await
             .map_err(temporary)?;
         Ok(SqlConnector {
-            name: config.name.clone(),
+            label: config.name.clone(),
             source_name: format!("sql:{}", config.name),
             pool,
             collections: config.collections.clone(),
@@ -369,7 +369,7 @@ impl SqlConnector {
                     if found.len() > MAX_ROWS_PER_SUBJECT {
                         return Err(SourceError::Permanent(format!(
                             "connector `{}`: more than {MAX_ROWS_PER_SUBJECT} rows for one subject; check the references",
-                            self.name
+                            self.label
                         )));
                     }
                 }

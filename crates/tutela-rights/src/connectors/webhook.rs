@@ -96,7 +96,7 @@ pub fn verify_signature(
 
 pub struct WebhookConnector {
     source_name: String,
-    name: String,
+    label: String,
     recipient: String,
     uri: Uri,
     host: String,
@@ -109,7 +109,7 @@ pub struct WebhookConnector {
 impl std::fmt::Debug for WebhookConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookConnector")
-            .field("name", &self.name)
+            .field("name", &self.label)
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +162,7 @@ impl WebhookConnector {
         });
         Ok(WebhookConnector {
             source_name: format!("webhook:{}", config.name),
-            name: config.name.clone(),
+            label: config.name.clone(),
             recipient: config.recipient.clone(),
             uri,
             host,
@@ -187,7 +187,7 @@ impl WebhookConnector {
             .collect();
         let stable = serde_json::json!({
             "type": kind,
-            "connector": self.name,
+            "connector": self.label,
             "recipient": self.recipient,
             "subject": {"identifiers": identifiers},
             "changes": changes,
