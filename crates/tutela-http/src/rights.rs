@@ -1036,6 +1036,9 @@ struct ApiEvent {
     /// For `extend`: the new due date (RFC 3339).
     #[serde(default)]
     until: Option<String>,
+    /// For `rectify`: field → corrected value, applied on every source.
+    #[serde(default)]
+    changes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The console's seam: the DPO moves a request (manual verification, more information,
@@ -1098,6 +1101,25 @@ async fn api_event(
                     }
                     Event::StartExecution
                 }
+                "rectify" => {
+                    let exec = state.executor.as_ref().ok_or_else(|| {
+                        ApiError::new(ErrorCode::Unavailable, "no execution engine on this server")
+                    })?;
+                    let changes = body.changes.clone().unwrap_or_default();
+                    let results = exec.rectify(&id, &changes, &actor, now).await?;
+                    let results: serde_json::Map<String, serde_json::Value> = results
+                        .into_iter()
+                        .map(|(source, r)| {
+                            let v = match r {
+                                Ok(n) => serde_json::json!({"changed": n}),
+                                Err(e) => serde_json::json!({"error": e}),
+                            };
+                            (source, v)
+                        })
+                        .collect();
+                    let view = svc.status(&id, now).await?;
+                    return Ok(Json(serde_json::json!({"request": view, "sources": results})).into_response());
+                }
                 "finish" => {
                     let exec = state.executor.as_ref().ok_or_else(|| {
                         ApiError::new(ErrorCode::Unavailable, "no execution engine on this server")
@@ -1118,7 +1140,7 @@ async fn api_event(
                 _ => {
                     return Err(ApiError::new(
                         ErrorCode::BadRequest,
-                        "unknown event; events are: verify, ask_more_information, information_received, send_challenge, start_execution, finish, extend, reply, close, reject, withdraw",
+                        "unknown event; events are: verify, ask_more_information, information_received, send_challenge, start_execution, rectify, finish, extend, reply, close, reject, withdraw",
                     ));
                 }
             };

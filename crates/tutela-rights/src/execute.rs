@@ -218,6 +218,60 @@ impl Executor {
         }
     }
 
+    /// Applies corrections the DPO settled with the requester (field → new value) on every
+    /// source, and tells the recipients (webhooks). Each source's outcome is recorded in the
+    /// history; the vault's audit log commits to the old and new payloads.
+    pub async fn rectify(
+        &self,
+        id: &str,
+        changes: &serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(String, std::result::Result<u64, String>)>> {
+        let view = self
+            .svc
+            .status(id, now)
+            .await?
+            .ok_or(RightsError::NotFound)?;
+        if view.kind != RightKind::Rectification {
+            return Err(RightsError::Invalid(
+                "only a rectification request carries corrections".into(),
+            ));
+        }
+        if !matches!(
+            view.state,
+            RequestState::InProgress | RequestState::Extended
+        ) {
+            return Err(RightsError::Invalid(format!(
+                "the request is {}, not being handled",
+                view.state
+            )));
+        }
+        if changes.is_empty() || changes.len() > 50 {
+            return Err(RightsError::Invalid(
+                "give 1 to 50 fields to correct".into(),
+            ));
+        }
+        let subject = self.svc.subject_of(id).await?;
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let r = s
+                .rectify(&subject, changes)
+                .await
+                .map_err(|e| e.to_string());
+            let event = match &r {
+                Ok(n) => format!("rectified:{}:{n}", s.name()),
+                Err(_) => format!("rectify_failed:{}", s.name()),
+            };
+            self.svc
+                .store()
+                .note_rights_event(id, &event, actor, now.as_second())
+                .await?;
+            out.push((s.name().to_string(), r));
+        }
+        Ok(out)
+    }
+
     /// What the steps of a request produced so far, and whether any is still pending.
     pub async fn results(&self, id: &str) -> Result<(Results, usize)> {
         let mut results = Results::default();

@@ -1101,6 +1101,36 @@ impl RightsService {
         Ok((requests, packages))
     }
 
+    /// Mails the DPO the open requests that are overdue or due within the reminder window
+    /// (references, kinds and dates only; no personal data). Returns how many were listed.
+    pub async fn remind(&self, now: Timestamp) -> Result<usize> {
+        let due = self.due(now, self.config.soon_secs, 500).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let Some(mailer) = &self.mailer else {
+            tracing::warn!(
+                count = due.len(),
+                "rights requests due soon or overdue (no mailer for the reminder)"
+            );
+            return Ok(due.len());
+        };
+        let mail = text::reminder_mail(&self.register, &due, now);
+        mailer
+            .send(
+                &self.register.controller.dpo.email,
+                &mail.subject,
+                mail.body,
+            )
+            .await?;
+        for r in &due {
+            self.store
+                .note_rights_event(&r.id, "reminder_sent", "tutela", now.as_second())
+                .await?;
+        }
+        Ok(due.len())
+    }
+
     /// A signed, expiring token for the portal form (CSRF protection without a session).
     pub fn form_token(&self, now: Timestamp) -> Result<FormToken> {
         let expires = now.as_second() + self.config.form_ttl_secs;

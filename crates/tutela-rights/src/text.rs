@@ -153,3 +153,37 @@ pub(crate) fn download_code_mail(
         }
     }
 }
+
+pub(crate) fn reminder_mail(
+    reg: &Register,
+    due: &[crate::service::RequestView],
+    now: Timestamp,
+) -> Mail {
+    let overdue = due.iter().filter(|r| r.due_at < now).count();
+    let mut body = format!(
+        "Rights requests to answer ({} overdue, {} due soon):\n\n",
+        overdue,
+        due.len() - overdue
+    );
+    for r in due {
+        let flag = if r.due_at < now { "OVERDUE" } else { "due" };
+        body.push_str(&format!(
+            "- {} {} {} ({}, state {})\n",
+            flag,
+            date(r.due_at),
+            r.id,
+            r.kind.as_str(),
+            r.state.as_str()
+        ));
+    }
+    body.push_str("\nGET /api/v1/rights/requests?all_open=true lists every open request.\n");
+    Mail {
+        subject: format!(
+            "{}: {} rights request(s) to answer, {} overdue",
+            reg.controller.name,
+            due.len(),
+            overdue
+        ),
+        body,
+    }
+}

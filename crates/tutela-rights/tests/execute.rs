@@ -515,6 +515,47 @@ async fn run_against(platform_url: &str) {
         efiles["report.html"].contains("accounting law (10 years)")
             && efiles["report.html"].contains("2036-12-31")
     );
+    // ---- rectification on Bob (a request of another person) -----------------------------
+    let bob_sub = Submission {
+        kind: RightKind::Rectification,
+        channel: Channel::Api,
+        lang: "en".into(),
+        identifier_kind: IdentifierKind::Email,
+        identifier: "bob@example.org".into(),
+        contact_email: None,
+        text: "my name is Robert".into(),
+    };
+    let r = svc
+        .file_verified(bob_sub, "platform_token:t", "token:t", t1)
+        .await
+        .unwrap();
+    let mut changes = serde_json::Map::new();
+    changes.insert("name".into(), "Robert Stone".into());
+    assert!(
+        exec.rectify(&r.request.id, &changes, "dpo", t1)
+            .await
+            .is_err(),
+        "not before execution starts"
+    );
+    exec.start(&r.request.id, "dpo", t1).await.unwrap();
+    let out = exec
+        .rectify(&r.request.id, &changes, "dpo", t1)
+        .await
+        .unwrap();
+    let by: std::collections::BTreeMap<_, _> = out.into_iter().collect();
+    assert_eq!(by["sql:platform"], Ok(1));
+    assert!(by["webhook:crm"].is_ok(), "recipients are told (art. 19)");
+    let bob = sql
+        .access(&Subject {
+            identifiers: vec![(IdentifierKind::Email, "bob@example.org".into())],
+        })
+        .await
+        .unwrap();
+    assert!(
+        bob.iter()
+            .any(|r| r.fields.get("name") == Some(&serde_json::json!("Robert Stone")))
+    );
+
     // Alice is gone from the platform; Bob is not.
     assert!(
         sql.access(&Subject {

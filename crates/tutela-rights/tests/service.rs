@@ -585,3 +585,51 @@ async fn extension_sends_its_notice_first_and_due_lists_follow() {
     );
     assert!(e.svc.status("nope", at).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn the_dpo_is_reminded_of_due_and_overdue_requests_without_personal_data() {
+    let e = env().await;
+    let t0 = t("2026-01-10T09:00:00Z");
+    let a = e
+        .svc
+        .file_verified(
+            sub(RightKind::Access, "ann@example.com", "secret words"),
+            "platform_token:t",
+            "token:t",
+            t0,
+        )
+        .await
+        .unwrap();
+    let b = e
+        .svc
+        .file_verified(
+            sub(RightKind::Erasure, "ben@example.com", ""),
+            "platform_token:t",
+            "token:t",
+            t("2026-02-05T09:00:00Z"),
+        )
+        .await
+        .unwrap();
+    // 12 February: a is overdue (due 10 February), b is due 5 March (outside the 7-day window).
+    assert_eq!(e.svc.remind(t("2026-02-12T00:00:00Z")).await.unwrap(), 1);
+    // 1 March: both.
+    assert_eq!(e.svc.remind(t("2026-03-01T00:00:00Z")).await.unwrap(), 2);
+    let m = mails(&e.outbox());
+    assert_eq!(m.len(), 2);
+    let last = m
+        .iter()
+        .find(|x| x.contains("2 rights request(s)"))
+        .unwrap();
+    assert!(
+        last.contains(&a.request.id) && last.contains(&b.request.id) && last.contains("OVERDUE"),
+        "{last}"
+    );
+    assert!(
+        last.contains(&format!("To: {}", e.svc.register().controller.dpo.email)),
+        "{last}"
+    );
+    assert!(
+        !last.contains("ann@example.com") && !last.contains("secret words"),
+        "{last}"
+    );
+}

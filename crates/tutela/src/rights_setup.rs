@@ -88,6 +88,36 @@ pub fn build(
     ))
 }
 
+/// Mails the DPO the requests due within a week or overdue, once a day, on one node (lease).
+pub fn spawn_reminder_job(svc: RightsService, store: Store) {
+    let holder = format!(
+        "{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+        loop {
+            tick.tick().await;
+            let now = jiff::Timestamp::now();
+            match store
+                .try_lease("rights-reminders", &holder, now.as_second(), 23 * 3600)
+                .await
+            {
+                Ok(true) => match svc.remind(now).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(requests = n, "rights reminder sent to the DPO")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "rights reminder failed"),
+                },
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "rights reminder lease failed"),
+            }
+        }
+    });
+}
+
 /// Purges request records past their purge date, once an hour, on one node (lease).
 pub fn spawn_purge_job(svc: RightsService, store: Store) {
     let holder = format!(

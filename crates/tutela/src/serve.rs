@@ -114,6 +114,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             &format!("http://{local}"),
         )?;
         crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
+        crate::rights_setup::spawn_reminder_job(rights.clone(), store.clone());
         let executor =
             crate::rights_setup::executor(
             &ctx,
