@@ -9,6 +9,7 @@
 //!
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
+mod consent;
 mod migrate;
 mod tokens;
 
@@ -18,6 +19,9 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+pub use consent::{
+    AppendError, ConsentCategory, ConsentDay, ConsentRecord, ConsentWriter, MAX_CONSENT_BATCH,
+};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use tokens::ApiToken;
 
@@ -170,6 +174,13 @@ impl Store {
 
     /// The connection pool, for the other store modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The connection pool, for tests that must reach around the store's API (e.g. to check that
+    /// the database itself refuses an update). Not for production code.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
         &self.pool
     }
 

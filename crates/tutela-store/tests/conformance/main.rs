@@ -3,5 +3,6 @@
 
 mod support;
 
+mod consent;
 mod foundation;
 mod tokens;
