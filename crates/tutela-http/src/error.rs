@@ -14,6 +14,11 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    /// A browser request from an origin the configuration does not allow.
+    OriginNotAllowed,
+    /// The register does not declare what the request would store.
+    NotDeclared,
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -26,6 +31,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::NotDeclared => StatusCode::CONFLICT,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -3,6 +3,7 @@
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
 pub mod auth;
+pub mod consent;
 mod error;
 mod middleware;
 mod public;
@@ -32,15 +33,25 @@ pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
     pub metrics: PrometheusHandle,
+    /// Consent records: writer, allowed origins, rate limit.
+    pub consent: consent::ConsentState,
 }
 
 impl AppState {
+    /// Must be called on a Tokio runtime (it starts the consent record writer).
     pub fn new(register: LoadedRegister, store: Store) -> Self {
         AppState {
             register: Arc::new(register),
+            consent: consent::ConsentState::new(store.clone(), &consent::ConsentOptions::default()),
             store,
             metrics: metrics_handle(),
         }
+    }
+
+    /// Replaces the consent settings (allowed origins, rate limit, queue size).
+    pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
+        self.consent = consent::ConsentState::new(self.store.clone(), options);
+        self
     }
 }
 
@@ -70,6 +81,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
+        .merge(consent::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))
