@@ -100,7 +100,9 @@ impl ConsentState {
         let normal = normalise_origin(text);
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let same = match (&normal, host) {
-            (Some(o), Some(h)) => o.split_once("://").is_some_and(|(_, oh)| oh.eq_ignore_ascii_case(h)),
+            (Some(o), Some(h)) => o
+                .split_once("://")
+                .is_some_and(|(_, oh)| oh.eq_ignore_ascii_case(h)),
             _ => false,
         };
         let listed = normal.as_ref().is_some_and(|o| self.origins.contains(o));
@@ -267,7 +269,10 @@ async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Respons
                 StatusCode::NO_CONTENT,
                 [
                     (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"),
-                    (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type, sec-gpc"),
+                    (
+                        header::ACCESS_CONTROL_ALLOW_HEADERS,
+                        "content-type, sec-gpc",
+                    ),
                     (header::ACCESS_CONTROL_MAX_AGE, "600"),
                 ],
             )
@@ -542,11 +547,7 @@ async fn receipt(
     }
     .await;
     let res = match res {
-        Ok(v) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(v),
-        )
-            .into_response(),
+        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(v)).into_response(),
         Err(e) => e.into_response(),
     };
     with_cors(res, origin)
@@ -640,7 +641,11 @@ fn csv_line(r: &ConsentRecord) -> String {
             .map(|t| t.to_string())
             .unwrap_or_default(),
     ];
-    let mut line = cols.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+    let mut line = cols
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",");
     line.push('\n');
     line
 }
@@ -690,42 +695,42 @@ async fn export(
     tracing::info!(actor = %caller.actor(), from, to, "consent proof exported");
     let store = state.store.clone();
     // State: (after sequence, header pending, finished).
-    let stream = futures_util::stream::unfold(
-        (0i64, csv, false),
-        move |(after, header, done)| {
-            let store = store.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                if header {
-                    return Some((Ok::<_, std::io::Error>(Bytes::from(CSV_HEADER)), (after, false, false)));
-                }
-                match store
-                    .consent_records_between(from, to, after, EXPORT_PAGE)
-                    .await
-                {
-                    Ok(page) if page.is_empty() => None,
-                    Ok(page) => {
-                        let last = page.last().map_or(after, |(s, _)| *s);
-                        let full = page.len() as i64 == EXPORT_PAGE;
-                        let mut chunk = String::new();
-                        for (_, r) in &page {
-                            chunk.push_str(&if csv { csv_line(r) } else { jsonl_line(r) });
-                        }
-                        Some((Ok(Bytes::from(chunk)), (last, false, !full)))
+    let stream = futures_util::stream::unfold((0i64, csv, false), move |(after, header, done)| {
+        let store = store.clone();
+        async move {
+            if done {
+                return None;
+            }
+            if header {
+                return Some((
+                    Ok::<_, std::io::Error>(Bytes::from(CSV_HEADER)),
+                    (after, false, false),
+                ));
+            }
+            match store
+                .consent_records_between(from, to, after, EXPORT_PAGE)
+                .await
+            {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let last = page.last().map_or(after, |(s, _)| *s);
+                    let full = page.len() as i64 == EXPORT_PAGE;
+                    let mut chunk = String::new();
+                    for (_, r) in &page {
+                        chunk.push_str(&if csv { csv_line(r) } else { jsonl_line(r) });
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "consent export failed");
-                        Some((
-                            Err(std::io::Error::other("consent export failed")),
-                            (after, false, true),
-                        ))
-                    }
+                    Some((Ok(Bytes::from(chunk)), (last, false, !full)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "consent export failed");
+                    Some((
+                        Err(std::io::Error::other("consent export failed")),
+                        (after, false, true),
+                    ))
                 }
             }
-        },
-    );
+        }
+    });
     let (content_type, ext) = if csv {
         ("text/csv; charset=utf-8", "csv")
     } else {
@@ -733,8 +738,12 @@ async fn export(
     };
     let name = format!(
         "attachment; filename=\"consent-records-{}-{}.{ext}\"",
-        jiff::Timestamp::from_second(from).map(|t| t.strftime("%Y%m%d").to_string()).unwrap_or_default(),
-        jiff::Timestamp::from_second(to - 1).map(|t| t.strftime("%Y%m%d").to_string()).unwrap_or_default(),
+        jiff::Timestamp::from_second(from)
+            .map(|t| t.strftime("%Y%m%d").to_string())
+            .unwrap_or_default(),
+        jiff::Timestamp::from_second(to - 1)
+            .map(|t| t.strftime("%Y%m%d").to_string())
+            .unwrap_or_default(),
     );
     Ok((
         [
@@ -775,7 +784,11 @@ async fn stats(
         .iter()
         .map(|d| {
             let date = jiff::Timestamp::from_second(d.day * 86_400)
-                .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date().to_string())
+                .map(|t| {
+                    t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                        .date()
+                        .to_string()
+                })
                 .unwrap_or_default();
             let cats: serde_json::Map<String, Value> = ConsentCategory::ALL
                 .iter()
