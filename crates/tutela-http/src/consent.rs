@@ -400,7 +400,9 @@ async fn record(
             ),
         ));
     };
-    let now = jiff::Timestamp::now();
+    // Whole seconds: what is stored is what is answered.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .map_err(|e| ApiError::internal("clock", e))?;
     let deadline = tutela_domain::retention::deadline(rule, now)
         .map_err(|e| ApiError::internal("consent deadline", e))?
         .ok_or_else(|| ApiError::internal("consent deadline", "the rule has no date"))?;

@@ -21,6 +21,19 @@ pub struct FileConfig {
     pub policy: Option<PathBuf>,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub consent: ConsentConfig,
+}
+
+/// `[consent]`: who may post consent records, and how fast.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Origins of the sites whose pages post choices to Tutela (`https://www.example.com`);
+    /// Tutela's own origin always may. `"*"` allows any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Records accepted per minute from one client address (0: no limit) [default: 60].
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! The `tutela` command: serve the privacy engine, check and render the register.
 
 mod config;
+mod consent_job;
 mod context;
 mod policy_cmd;
 mod serve;

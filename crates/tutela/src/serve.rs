@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use tutela_http::consent::ConsentOptions;
 use tutela_http::{AppState, LoadedRegister, build_app};
 
 use crate::config::{self, PolicySource};
@@ -14,8 +15,12 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --listen 0.0.0.0:8080 --data-dir /var/lib/tutela
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
+  tutela serve --consent-origin https://www.example.com   # pages of that site post consent
+
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json.
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json,
+/consent.js, /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
+/api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read).
 Once listening, the address is printed on standard output as `listening on http://ADDR`.";
 
 #[derive(Args, Debug)]
@@ -23,6 +28,21 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+
+    /// An origin whose pages may post consent records (repeat for several; `*` for any)
+    /// [default: Tutela's own origin only].
+    #[arg(
+        long = "consent-origin",
+        env = "TUTELA_CONSENT_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    consent_origins: Vec<String>,
+
+    /// Consent records accepted per minute from one client address; 0 turns the limit off
+    /// [default: 60].
+    #[arg(long, env = "TUTELA_CONSENT_RATE_LIMIT", value_name = "N")]
+    consent_rate_limit: Option<u32>,
 }
 
 pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -32,6 +52,21 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let listen = config::parse_listen(&listen)?;
     let policy = &ctx.policy;
+    let mut consent = ConsentOptions::default();
+    consent.allowed_origins = if args.consent_origins.is_empty() {
+        ctx.file.consent.allowed_origins.clone().unwrap_or_default()
+    } else {
+        args.consent_origins.clone()
+    };
+    for o in &consent.allowed_origins {
+        anyhow::ensure!(
+            o == "*" || tutela_domain::consent::normalise_origin(o).is_some(),
+            "invalid consent origin {o:?}: write it as scheme://host[:port], e.g. https://www.example.com"
+        );
+    }
+    if let Some(n) = args.consent_rate_limit.or(ctx.file.consent.rate_limit) {
+        consent.rate_limit_per_minute = n;
+    }
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
     let register = crate::policy_cmd::load(policy)?;
@@ -71,18 +106,24 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
-        );
-        let app = build_app(state);
+        )
+        .with_consent_options(&consent);
+        let app = build_app(state.clone());
+        let jobs = tokio::spawn(crate::consent_job::run(state));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server error")?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+        jobs.abort();
         tracing::info!("shutting down: closing the database");
         store.close().await;
         Ok(ExitCode::SUCCESS)
