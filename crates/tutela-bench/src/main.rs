@@ -4,8 +4,10 @@
 //! ```sh
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
+//! cargo run --release -p tutela-bench -- consent
 //! ```
 
+mod consent;
 mod startup;
 mod util;
 
@@ -25,6 +27,9 @@ struct Cli {
 enum Command {
     /// Time from spawning `tutela serve` to its first answered request, with the example register.
     Startup(startup::Args),
+    /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
+    #[command(after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench")]
+    Consent(consent::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +37,6 @@ fn main() -> anyhow::Result<()> {
     util::print_machine();
     match cli.command {
         Command::Startup(args) => startup::run(args),
+        Command::Consent(args) => consent::run(args),
     }
 }
