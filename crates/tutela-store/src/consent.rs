@@ -14,7 +14,7 @@
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, Store};
+use crate::{Engine, Result, Store};
 
 /// One consent record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +128,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ConsentRecord> {
 
 impl Store {
     /// Appends records in one transaction (one multi-row insert per [`MAX_CONSENT_BATCH`]).
+    /// (The one query of this module whose placeholders differ per engine.)
     pub async fn insert_consent_records(&self, records: &[ConsentRecord]) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(MAX_CONSENT_BATCH) {
@@ -141,7 +142,12 @@ impl Store {
                     if j > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push_str(&format!("${}", i * NCOLS + j + 1));
+                    // SQLite: anonymous placeholders; sqlx looks numbered ones up one by one,
+                    // which costs O(n²) for a batch of thousands of parameters.
+                    match self.engine() {
+                        Engine::Sqlite => sql.push('?'),
+                        Engine::Postgres => sql.push_str(&format!("${}", i * NCOLS + j + 1)),
+                    }
                 }
                 sql.push(')');
             }
