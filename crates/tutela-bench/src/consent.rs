@@ -45,7 +45,8 @@ impl Drop for Server {
 fn start(database_url: Option<&str>) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let mut cmd = Command::new(tutela_bin()?);
-    cmd.args(["--log-level", "warn", "--data-dir"]).arg(dir.path());
+    cmd.args(["--log-level", "warn", "--data-dir"])
+        .arg(dir.path());
     if let Some(url) = database_url {
         cmd.args(["--database-url", url]);
     }
@@ -56,7 +57,10 @@ fn start(database_url: Option<&str>) -> anyhow::Result<Server> {
         "--consent-rate-limit",
         "0",
     ]);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
     let addr = line
@@ -116,28 +120,33 @@ fn round(addr: &str, args: &Args) -> anyhow::Result<(usize, Vec<Duration>)> {
     for c in 0..args.connections {
         let addr = addr.to_string();
         let stop = stop.clone();
-        threads.push(std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-            let stream = TcpStream::connect(&addr)?;
-            stream.set_nodelay(true)?;
-            let mut reader = BufReader::new(stream);
-            let mut lat = Vec::new();
-            let mut i = c;
-            while !stop.load(Ordering::Relaxed) {
-                let req = request(&addr, i);
-                let t = Instant::now();
-                let status = exchange(&mut reader, &req)?;
-                anyhow::ensure!(status == 201, "answer {status} instead of 201");
-                lat.push(t.elapsed());
-                i += 1;
-            }
-            Ok(lat)
-        }));
+        threads.push(std::thread::spawn(
+            move || -> anyhow::Result<Vec<Duration>> {
+                let stream = TcpStream::connect(&addr)?;
+                stream.set_nodelay(true)?;
+                let mut reader = BufReader::new(stream);
+                let mut lat = Vec::new();
+                let mut i = c;
+                while !stop.load(Ordering::Relaxed) {
+                    let req = request(&addr, i);
+                    let t = Instant::now();
+                    let status = exchange(&mut reader, &req)?;
+                    anyhow::ensure!(status == 201, "answer {status} instead of 201");
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                Ok(lat)
+            },
+        ));
     }
     std::thread::sleep(Duration::from_secs(args.seconds));
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for t in threads {
-        all.extend(t.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??);
+        all.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("load thread panicked"))??,
+        );
     }
     Ok((all.len(), all))
 }
@@ -157,13 +166,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for r in 0..args.rounds {
         let (n, lat) = round(&server.addr, &args)?;
         let rate = n as f64 / args.seconds as f64;
-        eprintln!("round {}: {n} records in {} s = {rate:.0} records/s", r + 1, args.seconds);
+        eprintln!(
+            "round {}: {n} records in {} s = {rate:.0} records/s",
+            r + 1,
+            args.seconds
+        );
         rates.push(rate);
         latencies.extend(lat);
     }
     rates.sort_by(f64::total_cmp);
     let median = rates[rates.len() / 2];
-    let engine = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    let engine = if args.database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!(
         "consent POST, {engine}, {} connections: median {median:.0} records/s over {} rounds of {} s \
          (min {:.0}, max {:.0}); latency p50 {}, p99 {}",

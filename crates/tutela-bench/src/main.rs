@@ -28,7 +28,9 @@ enum Command {
     /// Time from spawning `tutela serve` to its first answered request, with the example register.
     Startup(startup::Args),
     /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
-    #[command(after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench")]
+    #[command(
+        after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench"
+    )]
     Consent(consent::Args),
 }
 

@@ -1512,7 +1512,8 @@ summary.fr = "Première version."
         let src = with_proof("from = \"collection\"\nkeep = \"5 years\"", &bad);
         let e = only_error(&src);
         assert!(e.message.contains("set by the site itself"), "{e}");
-        let twice = format!("{CONSENT_COOKIE_TOML}").replace("tutela_consent", "tutela_consent");
+        // Declared a second time, in purpose `support`.
+        let twice = CONSENT_COOKIE_TOML;
         let src = with_proof(
             "from = \"collection\"\nkeep = \"5 years\"",
             CONSENT_COOKIE_TOML,
