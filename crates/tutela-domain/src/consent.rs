@@ -314,14 +314,18 @@ fn consent_id_field(obj: &Map<String, Value>, name: &str) -> Result<Option<Strin
     }
 }
 
-/// The register's facts a submission is checked against.
-struct Known {
+/// The register's facts a submission is checked against: the banner's categories and their
+/// services. Build it once per register ([`ConsentModel::new`]) on hot paths.
+#[derive(Clone, Debug)]
+pub struct ConsentModel {
     categories: Vec<CookieCategory>,
     services: Vec<(CookieCategory, Vec<Service>)>,
 }
 
-impl Known {
-    fn new(reg: &Register) -> Self {
+type Known = ConsentModel;
+
+impl ConsentModel {
+    pub fn new(reg: &Register) -> Self {
         let categories = banner_categories(reg);
         let services = categories
             .iter()
@@ -392,6 +396,16 @@ pub fn parse_submission(
     body: &Value,
     source: Option<Source>,
 ) -> Result<Submission, ConsentError> {
+    parse_submission_with(reg, &ConsentModel::new(reg), body, source)
+}
+
+/// [`parse_submission`] with a model built beforehand from the same register.
+pub fn parse_submission_with(
+    reg: &Register,
+    known: &ConsentModel,
+    body: &Value,
+    source: Option<Source>,
+) -> Result<Submission, ConsentError> {
     let obj = body.as_object().ok_or(ConsentError::NotAnObject)?;
     // vanilla-cookieconsent's callbacks receive `{cookie}`: accept the wrapper as well.
     let vcc_inner = obj
@@ -410,11 +424,10 @@ pub fn parse_submission(
         None if obj.get("consents").is_some_and(Value::is_object) => Source::Klaro,
         None => return Err(ConsentError::UnknownShape),
     };
-    let known = Known::new(reg);
     let mut sub = match source {
-        Source::Tutela => parse_tutela(&known, obj)?,
-        Source::VanillaCookieconsent => parse_vcc(&known, vcc_inner.unwrap_or(obj))?,
-        Source::Klaro => parse_klaro(&known, obj)?,
+        Source::Tutela => parse_tutela(known, obj)?,
+        Source::VanillaCookieconsent => parse_vcc(known, vcc_inner.unwrap_or(obj))?,
+        Source::Klaro => parse_klaro(known, obj)?,
     };
     if let Some(rev) = &sub.revision
         && !reg.revisions.iter().any(|r| &r.id == rev)
@@ -692,10 +705,14 @@ impl Submission {
     /// explicit exception, which stands (method `banner`); otherwise the category is recorded as
     /// refused, and when that changed the submission, its method becomes `gpc`.
     pub fn apply_gpc(&mut self, reg: &Register) {
+        self.apply_gpc_with(&ConsentModel::new(reg));
+    }
+
+    /// [`Submission::apply_gpc`] with a model built beforehand.
+    pub fn apply_gpc_with(&mut self, known: &ConsentModel) {
         if !self.gpc {
             return;
         }
-        let known = Known::new(reg);
         let mut changed = false;
         for c in known.categories.iter().filter(|c| gpc_refuses(c)) {
             let explicit = self.method == Method::Banner && self.choices.contains_key(c);

@@ -21,8 +21,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest;
+use tutela_domain::Register;
 use tutela_domain::consent::{
-    self, BannerConfig, Choice, RecordView, Source, Submission, is_uuid, normalise_origin,
+    self, BannerConfig, Choice, ConsentModel, RecordView, Source, Submission, is_uuid,
+    normalise_origin,
 };
 use tutela_domain::register::CookieCategory;
 use tutela_domain::scope::Scope;
@@ -67,6 +69,7 @@ impl Default for ConsentOptions {
 /// The consent part of [`AppState`].
 #[derive(Clone)]
 pub struct ConsentState {
+    model: Arc<ConsentModel>,
     writer: ConsentWriter,
     origins: Arc<Vec<String>>,
     any_origin: bool,
@@ -75,7 +78,7 @@ pub struct ConsentState {
 
 impl ConsentState {
     /// Starts the record writer on the current Tokio runtime.
-    pub fn new(store: Store, options: &ConsentOptions) -> Self {
+    pub fn new(register: &Register, store: Store, options: &ConsentOptions) -> Self {
         let origins: Vec<String> = options
             .allowed_origins
             .iter()
@@ -83,6 +86,7 @@ impl ConsentState {
             .filter_map(|o| normalise_origin(o))
             .collect();
         ConsentState {
+            model: Arc::new(ConsentModel::new(register)),
             writer: ConsentWriter::spawn(store, options.queue),
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origins: Arc::new(origins),
@@ -372,15 +376,16 @@ async fn record(
         })?),
     };
     let reg = &state.register.register;
-    let mut sub: Submission = consent::parse_submission(reg, &value, source)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let mut sub: Submission =
+        consent::parse_submission_with(reg, &state.consent.model, &value, source)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
     if headers
         .get("sec-gpc")
         .is_some_and(|v| v.as_bytes().trim_ascii() == b"1")
     {
         sub.gpc = true;
     }
-    sub.apply_gpc(reg);
+    sub.apply_gpc_with(&state.consent.model);
     // The browser's Origin header names the site better than anything in the body.
     if let Some(o) = headers
         .get(header::ORIGIN)

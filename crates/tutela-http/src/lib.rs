@@ -40,9 +40,14 @@ pub struct AppState {
 impl AppState {
     /// Must be called on a Tokio runtime (it starts the consent record writer).
     pub fn new(register: LoadedRegister, store: Store) -> Self {
+        let consent = consent::ConsentState::new(
+            &register.register,
+            store.clone(),
+            &consent::ConsentOptions::default(),
+        );
         AppState {
             register: Arc::new(register),
-            consent: consent::ConsentState::new(store.clone(), &consent::ConsentOptions::default()),
+            consent,
             store,
             metrics: metrics_handle(),
         }
@@ -50,7 +55,8 @@ impl AppState {
 
     /// Replaces the consent settings (allowed origins, rate limit, queue size).
     pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
-        self.consent = consent::ConsentState::new(self.store.clone(), options);
+        self.consent =
+            consent::ConsentState::new(&self.register.register, self.store.clone(), options);
         self
     }
 }

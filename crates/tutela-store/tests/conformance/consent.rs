@@ -87,10 +87,19 @@ async fn records_are_appended_and_read_back_in_order() {
             None
         );
 
-        // Record ids are unique; a failed batch writes nothing.
-        let dup = record("r1", "c-c", 200, Some(true));
+        // The database checks the method and the deadline; a failed batch writes nothing.
+        let mut bad = record("r8", "c-c", 200, Some(true));
+        bad.method = "magic".into();
         let fresh = record("r9", "c-c", 200, Some(true));
-        assert!(store.insert_consent_records(&[fresh, dup]).await.is_err());
+        assert!(
+            store
+                .insert_consent_records(&[fresh.clone(), bad])
+                .await
+                .is_err()
+        );
+        let mut late = record("r7", "c-c", 200, Some(true));
+        late.delete_after = 100;
+        assert!(store.insert_consent_records(&[fresh, late]).await.is_err());
         assert!(store.consent_records("c-c", 10).await.unwrap().is_empty());
     })
     .await;
@@ -210,9 +219,11 @@ async fn the_writer_commits_before_answering_and_refuses_when_full() {
             .unwrap();
         assert_eq!(all.len(), 300);
 
-        // A duplicate in a batch fails alone; the others are written.
+        // A bad record in a batch fails alone; the others are written.
+        let mut bad = record("bad", "dup", 5_000, None);
+        bad.method = "magic".into();
         let (a, b) = tokio::join!(
-            writer.append(record("w1", "dup", 5_000, None)),
+            writer.append(bad),
             writer.append(record("fresh", "dup", 5_000, None))
         );
         assert!(matches!(a, Err(AppendError::Failed(_))), "{a:?}");
