@@ -105,7 +105,7 @@ fn request(addr: &str, i: usize) -> Vec<u8> {
     // Alternate choices so that the figures exercise both answers.
     let body = format!(
         r#"{{"choices":{{"functional":true,"analytics":{},"targeting":false}},"method":"banner","language":"fr"}}"#,
-        i % 2 == 0
+        i.is_multiple_of(2)
     );
     format!(
         "POST /api/v1/consent HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",

@@ -1244,8 +1244,8 @@ mod tests {
         assert_eq!(s.site.as_deref(), Some("https://www.nimbus.example.com"));
         let t = &s.choices[&CookieCategory::Targeting];
         assert!(t.granted);
-        assert_eq!(t.services["meta"], true);
-        assert_eq!(t.services["linkedin"], false);
+        assert!(t.services["meta"]);
+        assert!(!t.services["linkedin"]);
         assert!(!s.choices[&CookieCategory::Functional].services["parlo"]);
 
         // Withdrawal: every category refused.

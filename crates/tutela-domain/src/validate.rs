@@ -1452,9 +1452,7 @@ summary.fr = "Première version."
 
     /// MINIMAL with a proof-of-consent purpose (records kept per `retention`) and `cookie`.
     fn with_proof(retention: &str, cookie: &str) -> String {
-        let proof = format!(
-            "\n[[categories]]\nid = \"consent_record\"\nlabel.en = \"Choices\"\nlabel.fr = \"Choix\"\n\n[[recipients]]"
-        );
+        let proof = "\n[[categories]]\nid = \"consent_record\"\nlabel.en = \"Choices\"\nlabel.fr = \"Choix\"\n\n[[recipients]]".to_string();
         let purpose = format!(
             "[[purposes]]\nid = \"proof\"\nlabel.en = \"Proof\"\nlabel.fr = \"Preuve\"\ndescription.en = \"Prove.\"\ndescription.fr = \"Prouver.\"\nlegal_basis = \"legal_obligation\"\nsubjects = [\"visitor\"]\ncategories = [\"consent_record\"]\nsource.en = \"You.\"\nsource.fr = \"Vous.\"\n\n[[purposes.retention]]\n{retention}\n{cookie}\n[[revisions]]"
         );

@@ -37,7 +37,10 @@ async fn records_are_appended_and_read_back_in_order() {
         a2.site = None;
         a2.language = None;
         let b1 = record("r3", "c-b", 150, None);
-        store.insert_consent_records(&[a1.clone()]).await.unwrap();
+        store
+            .insert_consent_records(std::slice::from_ref(&a1))
+            .await
+            .unwrap();
         store
             .insert_consent_records(&[a2.clone(), b1.clone()])
             .await
