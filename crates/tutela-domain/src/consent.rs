@@ -772,8 +772,8 @@ pub struct CategoryConfig {
 pub struct ServiceConfig {
     pub id: String,
     pub name: BTreeMap<String, String>,
-    /// Cookies with their lifetime, e.g. `_pk_id (13 months)`.
-    pub cookies: Vec<String>,
+    /// Cookies with their lifetime, per language, e.g. `_pk_id (13 months)`.
+    pub cookies: BTreeMap<String, Vec<String>>,
 }
 
 /// The banner's words in one language.
@@ -874,19 +874,27 @@ impl BannerConfig {
                 let services = services(reg, &c)
                     .into_iter()
                     .map(|s| {
-                        let cookies = reg
+                        let cookies: Vec<&crate::register::Cookie> = reg
                             .purposes
                             .iter()
                             .flat_map(|p| p.cookies.iter())
                             .filter(|k| s.cookies.contains(&k.name) && k.category == c)
-                            .map(|k| (k.name.clone(), k.lifetime.canonical()))
-                            .collect::<Vec<_>>();
+                            .collect();
                         ServiceConfig {
                             name: per_lang(&|l| s.name.get(l).to_string()),
                             id: s.id,
-                            cookies: cookies
-                                .into_iter()
-                                .map(|(n, l)| format!("{n} ({l})"))
+                            cookies: languages
+                                .iter()
+                                .map(|l| {
+                                    let list = cookies
+                                        .iter()
+                                        .map(|k| {
+                                            let life = crate::notice::period_text(&k.lifetime, l);
+                                            format!("{} ({life})", k.name)
+                                        })
+                                        .collect();
+                                    (l.clone(), list)
+                                })
                                 .collect(),
                         }
                     })
@@ -1199,7 +1207,8 @@ mod tests {
         assert!(cfg.texts.contains_key("fr") && cfg.texts.contains_key("en"));
         let ads = &cfg.categories[2].services[0];
         assert_eq!(ads.name["fr"], "Meta Platforms Ireland Limited");
-        assert_eq!(ads.cookies, ["_fbp (90 days)"]);
+        assert_eq!(ads.cookies["en"], ["_fbp (90 days)"]);
+        assert_eq!(ads.cookies["fr"], ["_fbp (90 jours)"]);
 
         // Change the cookie's lifetime and the latest revision: the config follows.
         for p in &mut reg.purposes {

@@ -315,7 +315,8 @@
       desc.id = 'tc-desc-' + c.id;
       if (c.services.length) {
         var names = c.services.map(function (s) {
-          return (s.name[lang] || s.name.en) + (s.cookies.length ? ' — ' + s.cookies.join(', ') : '');
+          var cookies = s.cookies[lang] || s.cookies.en || [];
+          return (s.name[lang] || s.name.en) + (cookies.length ? ' — ' + cookies.join(', ') : '');
         });
         desc.appendChild(el('span', 'tc-services', ' ' + t.services + (lang === 'fr' ? ' : ' : ': ') + names.join('; ')));
       }
