@@ -4,12 +4,14 @@
 //! ```sh
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
+//! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
 //! cargo run --release -p tutela-bench -- consent
 //! ```
 
 mod consent;
 mod startup;
 mod util;
+mod vault;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Time from spawning `tutela serve` to its first answered request, with the example register.
     Startup(startup::Args),
+    /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
+    Vault(vault::Args),
     /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
     #[command(
         after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench"
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     util::print_machine();
     match cli.command {
         Command::Startup(args) => startup::run(args),
+        Command::Vault(args) => vault::run(args),
         Command::Consent(args) => consent::run(args),
     }
 }

@@ -7,6 +7,7 @@ pub mod consent;
 mod error;
 mod middleware;
 mod public;
+mod vault_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,8 +15,10 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tutela_domain::Register;
 use tutela_store::Store;
+use tutela_vault::Vault;
 
 pub use error::{ApiError, ErrorCode};
+pub use vault_api::openapi;
 
 /// The register as loaded, with what the server needs to present it.
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub struct LoadedRegister {
 pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
+    /// The personal-data vault: handlers read and write personal data only through it.
+    pub vault: Vault,
     pub metrics: PrometheusHandle,
     /// Consent records: writer, allowed origins, rate limit.
     pub consent: consent::ConsentState,
@@ -39,7 +44,7 @@ pub struct AppState {
 
 impl AppState {
     /// Must be called on a Tokio runtime (it starts the consent record writer).
-    pub fn new(register: LoadedRegister, store: Store) -> Self {
+    pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
         let consent = consent::ConsentState::new(
             &register.register,
             store.clone(),
@@ -49,6 +54,7 @@ impl AppState {
             register: Arc::new(register),
             consent,
             store,
+            vault,
             metrics: metrics_handle(),
         }
     }
@@ -87,6 +93,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
+        .merge(vault_api::routes())
         .merge(consent::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))

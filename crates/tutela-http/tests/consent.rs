@@ -22,6 +22,11 @@ async fn app_with(source: &str, options: Option<ConsentOptions>) -> TestApp {
     let register = tutela_domain::load(source, "test").expect("register is valid");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let vault = tutela_vault::Vault::new(
+        store.clone(),
+        std::sync::Arc::new(register.clone()),
+        tutela_vault::VaultKeys::generate().unwrap(),
+    );
     let mut state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -29,6 +34,7 @@ async fn app_with(source: &str, options: Option<ConsentOptions>) -> TestApp {
             last_updated: jiff::civil::date(2026, 11, 29),
         },
         store,
+        vault,
     );
     if let Some(o) = options {
         state = state.with_consent_options(&o);

@@ -1,27 +1,27 @@
-//! The consent retention job of `tutela serve`: deletes consent records past their deadline (every
-//! record carries the deadline the register's rule for category `consent_record` gave it when it
-//! was written). It takes a lease row before it runs, so that when several nodes share a
-//! PostgreSQL database only one of them purges at a time. (Kept apart from the other periodic
-//! jobs so that it merges cleanly; it can become one more job of the binary's job runner.)
+//! The consent retention job of `tutela serve`, run at the `[retention] interval`: deletes consent
+//! records past their deadline (every record carries the deadline the register's rule for category
+//! `consent_record` gave it when it was written). It takes its own lease row before it runs, so that
+//! when several nodes share a PostgreSQL database only one of them purges at a time, without
+//! waiting for the vault's purge.
 
 use std::time::Duration;
 
 use tutela_http::AppState;
 
-/// How often the jobs run.
-const PERIOD: Duration = Duration::from_secs(3600);
-/// How long a lease lasts (longer than a run, shorter than the period).
+/// How long a lease lasts (longer than a run).
 const LEASE_SECS: i64 = 600;
 
-/// Runs the periodic jobs until the task is aborted: once shortly after start, then every hour.
-pub async fn run(state: AppState) {
-    let holder = format!("node-{}", std::process::id());
-    let mut tick = tokio::time::interval(PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        purge_consent_records(&state, &holder).await;
-    }
+/// Runs the consent purge every `interval` (the `[retention] interval`), the first time right away.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let holder = crate::jobs::holder();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            purge_consent_records(&state, &holder).await;
+        }
+    })
 }
 
 /// Deletes the consent records whose deadline has passed. Logs only a count.

@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use std::sync::Arc;
+
 use tutela_http::consent::ConsentOptions;
 use tutela_http::{AppState, LoadedRegister, build_app};
+use tutela_vault::Vault;
 
 use crate::config::{self, PolicySource};
 use crate::context::Context;
@@ -18,9 +21,13 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --consent-origin https://www.example.com   # pages of that site post consent
 
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json,
-/consent.js, /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, the vault API under
+/api/v1/subjects (bearer tokens), documented in /api/v1/openapi.json; the consent banner
+/consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
 /api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read).
+On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
+back it up. The retention job (vault records and consent records) runs every 10 minutes
+([retention] interval, or TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
 Once listening, the address is printed on standard output as `listening on http://ADDR`.";
 
 #[derive(Args, Debug)]
@@ -28,6 +35,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+
+    /// How often the retention job deletes expired records, e.g. "10 minutes", or "off"
+    /// [default: 10 minutes].
+    #[arg(long, env = "TUTELA_RETENTION_INTERVAL", value_name = "INTERVAL")]
+    retention_interval: Option<String>,
 
     /// An origin whose pages may post consent records (repeat for several; `*` for any)
     /// [default: Tutela's own origin only].
@@ -51,6 +63,11 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .or(ctx.file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let listen = config::parse_listen(&listen)?;
+    let interval = args
+        .retention_interval
+        .or(ctx.file.retention.interval.clone())
+        .unwrap_or_else(|| config::DEFAULT_RETENTION_INTERVAL.to_string());
+    let interval = config::parse_interval(&interval)?;
     let policy = &ctx.policy;
     let mut consent = ConsentOptions::default();
     consent.allowed_origins = if args.consent_origins.is_empty() {
@@ -99,6 +116,14 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
 
+        let keys = crate::keys::load_or_create(&ctx.master_key_file, &store).await?;
+        let vault = Vault::new(store.clone(), Arc::new(register.clone()), keys.vault_keys()?);
+        tracing::info!(
+            master_key = %keys.master.id(),
+            index_root = %keys.index_root.id(),
+            "vault keys loaded"
+        );
+        drop(keys);
         let state = AppState::new(
             LoadedRegister {
                 register,
@@ -106,16 +131,26 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
+            vault.clone(),
         )
         .with_consent_options(&consent);
         let app = build_app(state.clone());
-        let jobs = tokio::spawn(crate::consent_job::run(state));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
+        let jobs = match interval {
+            Some(every) => vec![
+                crate::jobs::spawn_retention(vault, every),
+                crate::consent_job::spawn(state, every),
+            ],
+            None => {
+                tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");
+                Vec::new()
+            }
+        };
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -123,7 +158,9 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
-        jobs.abort();
+        for job in jobs {
+            job.abort();
+        }
         tracing::info!("shutting down: closing the database");
         store.close().await;
         Ok(ExitCode::SUCCESS)

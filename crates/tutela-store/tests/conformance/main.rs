@@ -6,3 +6,4 @@ mod support;
 mod consent;
 mod foundation;
 mod tokens;
+mod vault;
