@@ -131,13 +131,6 @@ impl Store {
     /// (The one query of this module whose placeholders differ per engine.)
     pub async fn insert_consent_records(&self, records: &[ConsentRecord]) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        if self.engine() == Engine::Sqlite {
-            // Random ids land anywhere in their indexes: a 32 MiB page cache keeps those pages in
-            // memory instead of reading them back for every batch (per connection; idempotent).
-            sqlx::query("PRAGMA cache_size = -32768")
-                .execute(&mut *tx)
-                .await?;
-        }
         for chunk in records.chunks(MAX_CONSENT_BATCH) {
             let mut sql = format!("INSERT INTO consent_records ({COLUMNS}) VALUES ");
             for i in 0..chunk.len() {
