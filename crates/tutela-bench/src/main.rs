@@ -6,8 +6,10 @@
 //! cargo run --release -p tutela-bench -- startup
 //! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
 //! ./target/release/tutela-bench rights --subjects 1000000
+//! cargo run --release -p tutela-bench -- consent
 //! ```
 
+mod consent;
 mod rights;
 mod startup;
 mod util;
@@ -33,6 +35,11 @@ enum Command {
     Vault(vault::Args),
     /// Rights requests: a full access and a full erasure for one subject among N in the vault.
     Rights(rights::Args),
+    /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
+    #[command(
+        after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench"
+    )]
+    Consent(consent::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Startup(args) => startup::run(args),
         Command::Vault(args) => vault::run(args),
         Command::Rights(args) => rights::run(args),
+        Command::Consent(args) => consent::run(args),
     }
 }

@@ -18,6 +18,11 @@ pub enum ErrorCode {
     Conflict,
     /// An identity check failed (wrong, expired or used-up code, link or assertion).
     VerificationFailed,
+    /// A browser request from an origin the configuration does not allow.
+    OriginNotAllowed,
+    /// The register does not declare what the request would store.
+    NotDeclared,
+    TooManyRequests,
     Unavailable,
     Internal,
     /// The purpose named is not in the register.
@@ -50,6 +55,9 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::VerificationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::NotDeclared => StatusCode::CONFLICT,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::UndeclaredPurpose

@@ -3,6 +3,7 @@
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
 pub mod auth;
+pub mod consent;
 mod error;
 mod middleware;
 mod public;
@@ -42,12 +43,21 @@ pub struct AppState {
     pub rights: Option<tutela_rights::RightsService>,
     /// The execution engine (sources and connectors) behind `start_execution` and `finish`.
     pub executor: Option<Arc<tutela_rights::execute::Executor>>,
+    /// Consent records: writer, allowed origins, rate limit.
+    pub consent: consent::ConsentState,
 }
 
 impl AppState {
+    /// Must be called on a Tokio runtime (it starts the consent record writer).
     pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
+        let consent = consent::ConsentState::new(
+            &register.register,
+            store.clone(),
+            &consent::ConsentOptions::default(),
+        );
         AppState {
             register: Arc::new(register),
+            consent,
             store,
             vault,
             metrics: metrics_handle(),
@@ -56,7 +66,7 @@ impl AppState {
         }
     }
 
-    /// Adds the execution engine (sources: connectors, and the vault when it lands).
+    /// Adds the execution engine (sources: the vault and the connectors).
     pub fn with_executor(mut self, executor: tutela_rights::execute::Executor) -> Self {
         self.executor = Some(Arc::new(executor));
         self
@@ -65,6 +75,13 @@ impl AppState {
     /// Adds the rights engine (portal `/rights` and `/api/v1/rights/…`).
     pub fn with_rights(mut self, rights: tutela_rights::RightsService) -> Self {
         self.rights = Some(rights);
+        self
+    }
+
+    /// Replaces the consent settings (allowed origins, rate limit, queue size).
+    pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
+        self.consent =
+            consent::ConsentState::new(&self.register.register, self.store.clone(), options);
         self
     }
 }
@@ -97,6 +114,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(rights::routes())
         .merge(vault_api::routes())
+        .merge(consent::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -10,6 +10,7 @@
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
 mod audit;
+mod consent;
 mod migrate;
 mod rights;
 mod tokens;
@@ -22,6 +23,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditRow, NewAuditEntry};
+pub use consent::{
+    AppendError, ConsentCategory, ConsentDay, ConsentRecord, ConsentWriter, MAX_CONSENT_BATCH,
+};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use rights::{
     Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage, RightsRequestRow,
@@ -194,6 +198,13 @@ impl Store {
 
     /// The connection pool, for the other store modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The connection pool, for tests that must reach around the store's API (e.g. to check that
+    /// the database itself refuses an update). Not for production code.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
         &self.pool
     }
 

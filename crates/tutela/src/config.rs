@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub rights: RightsFileConfig,
     #[serde(default)]
     pub connectors: ConnectorsConfig,
+    #[serde(default)]
+    pub consent: ConsentConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +110,17 @@ pub struct RightsFileConfig {
     /// The register purpose under which the rights engine reads and erases vault records
     /// [default: rights_requests].
     pub vault_purpose: Option<String>,
+}
+
+/// `[consent]`: who may post consent records, and how fast.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Origins of the sites whose pages post choices to Tutela (`https://www.example.com`);
+    /// Tutela's own origin always may. `"*"` allows any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Records accepted per minute from one client address (0: no limit) [default: 60].
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
