@@ -644,6 +644,12 @@ fn verification_message(lang: &str, m: &str) -> &'static str {
         } else {
             "That code is not right."
         }
+    } else if m.contains("expired") && m.contains("link") {
+        if fr {
+            "Ce lien a expiré."
+        } else {
+            "This link has expired."
+        }
     } else if m.starts_with("no code") {
         if fr {
             "Aucun code valide n'attend cette demande (expiré, trop d'essais ou remplacé) : demandez-en un nouveau."
