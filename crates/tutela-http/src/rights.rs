@@ -841,9 +841,10 @@ async fn portal_link_confirm(
 
 // ---- API ---------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A rights request filed by the platform or entered by the DPO.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ApiRequest {
+pub(crate) struct ApiRequest {
     kind: String,
     #[serde(default = "default_identifier_kind")]
     identifier_kind: String,
@@ -865,16 +866,25 @@ fn default_identifier_kind() -> String {
     "email".into()
 }
 
-#[derive(Deserialize)]
+/// How the requester's identity is established at filing (absent: an e-mailed code and link).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-enum ApiVerification {
+pub(crate) enum ApiVerification {
     /// The calling token (rights:write) vouches for its logged-in user.
     PlatformToken,
     /// A signed assertion: HMAC-SHA256 with the shared secret (see README).
     Assertion { issued_at: i64, signature: String },
 }
 
-async fn api_file(
+#[utoipa::path(post, path = "/api/v1/rights/requests", tag = "rights", request_body = ApiRequest,
+    responses(
+        (status = 201, description = "Filed: `{request, merged, verification}` (no personal data)"),
+        (status = 200, description = "Merged into the same person's open request of this kind"),
+        (status = 400, description = "Invalid input", body = ApiError),
+        (status = 422, description = "The platform assertion does not verify", body = ApiError),
+    ),
+    security(("bearer" = ["rights:write"])))]
+pub(crate) async fn api_file(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<ApiRequest>,
@@ -967,7 +977,14 @@ async fn api_file(
     Ok((status, Json(receipt)).into_response())
 }
 
-async fn api_get(
+#[utoipa::path(get, path = "/api/v1/rights/requests/{id}", tag = "rights",
+    params(("id" = String, Path, description = "Request id (32 hex digits)")),
+    responses(
+        (status = 200, description = "`{request, history}`"),
+        (status = 404, description = "No such request", body = ApiError),
+    ),
+    security(("bearer" = ["rights:read"])))]
+pub(crate) async fn api_get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -990,8 +1007,9 @@ async fn api_get(
     Ok(Json(serde_json::json!({"request": view, "history": history})).into_response())
 }
 
-#[derive(Deserialize)]
-struct DueQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DueQuery {
     /// Open requests due within this many days (default 7); `overdue=true` lists only overdue.
     due_within_days: Option<i64>,
     overdue: Option<bool>,
@@ -999,7 +1017,13 @@ struct DueQuery {
     limit: Option<i64>,
 }
 
-async fn api_due(
+#[utoipa::path(get, path = "/api/v1/rights/requests", tag = "rights", params(DueQuery),
+    responses(
+        (status = 200, description = "`{requests}`: open requests, soonest due first"),
+        (status = 400, description = "Invalid parameters", body = ApiError),
+    ),
+    security(("bearer" = ["rights:read"])))]
+pub(crate) async fn api_due(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<DueQuery>,
@@ -1031,9 +1055,10 @@ async fn api_due(
     Ok(Json(serde_json::json!({"requests": list})).into_response())
 }
 
-#[derive(Deserialize)]
+/// An event moving a request (see the README for each).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ApiEvent {
+pub(crate) struct ApiEvent {
     event: String,
     #[serde(default)]
     reasons: Option<String>,
@@ -1044,12 +1069,21 @@ struct ApiEvent {
     until: Option<String>,
     /// For `rectify`: field → corrected value, applied on every source.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     changes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The console's seam: the DPO moves a request (manual verification, more information,
 /// extension, reply, rejection…). The state machine decides what is allowed.
-async fn api_event(
+#[utoipa::path(post, path = "/api/v1/rights/requests/{id}/events", tag = "rights", request_body = ApiEvent,
+    params(("id" = String, Path, description = "Request id (32 hex digits)")),
+    responses(
+        (status = 200, description = "`{request}` after the event (and `package_token` for `finish`, `sources` for `rectify`)"),
+        (status = 400, description = "Unknown event or missing field", body = ApiError),
+        (status = 409, description = "The request's state does not allow this event", body = ApiError),
+    ),
+    security(("bearer" = ["rights:write"])))]
+pub(crate) async fn api_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -1157,7 +1191,10 @@ async fn api_event(
 }
 
 /// Runs the execution steps that are due now (the server also does it every 30 seconds).
-async fn api_run_steps(
+#[utoipa::path(post, path = "/api/v1/rights/steps/run", tag = "rights",
+    responses((status = 200, description = "`{done, retried, failed}`")),
+    security(("bearer" = ["rights:write"])))]
+pub(crate) async fn api_run_steps(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {

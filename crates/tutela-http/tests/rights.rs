@@ -790,3 +790,21 @@ impl tutela_rights::source::Source for OneRecord {
         Box::pin(async { Ok(0) })
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_rights_routes() {
+    let t = app().await;
+    let a = get(&t.app, "/api/v1/openapi.json", &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    for path in [
+        "/api/v1/rights/requests",
+        "/api/v1/rights/requests/{id}",
+        "/api/v1/rights/requests/{id}/events",
+        "/api/v1/rights/steps/run",
+    ] {
+        assert!(v["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(v["paths"]["/api/v1/rights/requests"]["post"]["requestBody"].is_object());
+    assert!(v["components"]["schemas"]["ApiVerification"].is_object());
+}
