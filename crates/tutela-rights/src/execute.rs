@@ -82,7 +82,41 @@ impl Executor {
             .svc
             .transition(id, &Event::StartExecution, None, actor, now)
             .await?;
-        if let Some(action) = action_for(view.kind) {
+        let mut action = action_for(view.kind);
+        if view.kind == RightKind::DeathNotice {
+            // Loi Informatique et Libertés art. 85: the person's own instructions win; without
+            // them the register's default applies (destroy, except evidence and legal obligations).
+            let instructions = self
+                .svc
+                .same_person_requests(id, RightKind::AfterDeathInstructions, now)
+                .await?;
+            if let Some(instr) = instructions.iter().find(|r| r.state.is_verified()) {
+                self.svc
+                    .store()
+                    .note_rights_event(
+                        id,
+                        &format!("after_death_instructions_on_file:{}", instr.id),
+                        actor,
+                        now.as_second(),
+                    )
+                    .await?;
+                action = None;
+            } else if self.svc.register().rights.after_death
+                == tutela_domain::register::AfterDeath::KeepUntilHeirsAsk
+            {
+                self.svc
+                    .store()
+                    .note_rights_event(
+                        id,
+                        "after_death_default_keep_until_heirs_ask",
+                        actor,
+                        now.as_second(),
+                    )
+                    .await?;
+                action = None;
+            }
+        }
+        if let Some(action) = action {
             for s in &self.sources {
                 if self
                     .svc

@@ -1131,6 +1131,23 @@ impl RightsService {
         Ok(due.len())
     }
 
+    /// The same person's other requests of `kind` (found by the blind index), newest first.
+    pub async fn same_person_requests(
+        &self,
+        id: &str,
+        kind: RightKind,
+        now: Timestamp,
+    ) -> Result<Vec<RequestView>> {
+        let row = self.load(id).await?;
+        self.store
+            .rights_requests_of(&row.requester_index)
+            .await?
+            .iter()
+            .filter(|r| r.id != id && r.kind == kind.as_str())
+            .map(|r| self.view(r, now))
+            .collect()
+    }
+
     /// A signed, expiring token for the portal form (CSRF protection without a session).
     pub fn form_token(&self, now: Timestamp) -> Result<FormToken> {
         let expires = now.as_second() + self.config.form_ttl_secs;

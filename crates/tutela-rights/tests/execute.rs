@@ -556,6 +556,50 @@ async fn run_against(platform_url: &str) {
             .any(|r| r.fields.get("name") == Some(&serde_json::json!("Robert Stone")))
     );
 
+    // ---- after death: Bob left instructions, so his death notice does not erase by default --
+    let instr = Submission {
+        kind: RightKind::AfterDeathInstructions,
+        channel: Channel::Api,
+        lang: "en".into(),
+        identifier_kind: IdentifierKind::Email,
+        identifier: "bob@example.org".into(),
+        contact_email: None,
+        text: "keep my apps for my daughter; executor: my daughter".into(),
+    };
+    svc.file_verified(instr, "platform_token:t", "token:t", t1)
+        .await
+        .unwrap();
+    let notice = Submission {
+        kind: RightKind::DeathNotice,
+        channel: Channel::Post,
+        lang: "en".into(),
+        identifier_kind: IdentifierKind::Email,
+        identifier: "bob@example.org".into(),
+        contact_email: None,
+        text: "death certificate checked by the DPO".into(),
+    };
+    let dn = svc
+        .file_verified(notice, "dpo:checked-certificate", "dpo", t1)
+        .await
+        .unwrap();
+    exec.start(&dn.request.id, "dpo", t1).await.unwrap();
+    assert!(
+        store.rights_steps(&dn.request.id).await.unwrap().is_empty(),
+        "no automatic erasure"
+    );
+    let h: Vec<String> = svc
+        .history(&dn.request.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.event)
+        .collect();
+    assert!(
+        h.iter()
+            .any(|e| e.starts_with("after_death_instructions_on_file:")),
+        "{h:?}"
+    );
+
     // Alice is gone from the platform; Bob is not.
     assert!(
         sql.access(&Subject {
