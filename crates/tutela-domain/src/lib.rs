@@ -3,6 +3,7 @@
 //! processing activities (art. 30).
 
 pub mod notice;
+pub mod operator;
 pub mod register;
 pub mod retention;
 pub mod ropa;
