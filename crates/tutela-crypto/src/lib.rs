@@ -15,7 +15,10 @@ mod card;
 mod encoding;
 mod envelope;
 mod keyring;
+pub mod password;
+pub mod session;
 pub mod token;
+pub mod totp;
 
 pub use audit::{
     AuditEntry, ChainError, ChainErrorKind, ChainHead, FIRST_SEQ, GENESIS_HASH, chain_hash,
