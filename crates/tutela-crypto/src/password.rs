@@ -100,7 +100,10 @@ mod tests {
         assert!(h.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{h}");
         assert!(verify_password("correct horse battery staple", &h));
         assert!(!verify_password("correct horse battery stapler", &h));
-        assert!(!verify_password("correct horse battery staple", "not a hash"));
+        assert!(!verify_password(
+            "correct horse battery staple",
+            "not a hash"
+        ));
         assert!(!verify_password("x", ""));
         // Salts differ.
         assert_ne!(h, hash_password("correct horse battery staple", p).unwrap());

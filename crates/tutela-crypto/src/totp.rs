@@ -93,7 +93,11 @@ impl TotpSecret {
     /// Checks a code typed at `unix_time` (spaces ignored); returns the matched time step.
     /// The comparison of codes is constant-time (done by `totp-rs`).
     pub fn verify(&self, code: &str, unix_time: u64) -> Option<u64> {
-        let code: String = code.chars().filter(|c| !c.is_whitespace()).take(16).collect();
+        let code: String = code
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .take(16)
+            .collect();
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -280,7 +284,12 @@ mod tests {
             recovery_code_hash("0000-0000-0000-000O"),
             recovery_code_hash("0000000000000000")
         );
-        for bad in ["", "0000-0000-0000", "0000-0000-0000-000U", "ÀÀÀÀ-0000-0000-0000"] {
+        for bad in [
+            "",
+            "0000-0000-0000",
+            "0000-0000-0000-000U",
+            "ÀÀÀÀ-0000-0000-0000",
+        ] {
             assert_eq!(recovery_code_hash(bad), None, "{bad}");
         }
         assert_eq!(recovery_code_hash(&"0".repeat(100)), None);

@@ -133,8 +133,12 @@ pub const MAX_PASSWORD_CHARS: usize = 4096;
 /// Why a password is refused. No composition rules: length, and not guessable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PasswordProblem {
-    TooShort { min: usize },
-    TooLong { max: usize },
+    TooShort {
+        min: usize,
+    },
+    TooLong {
+        max: usize,
+    },
     /// On the list of common passwords.
     Common,
     /// A common password (or the login name, or the product's name) with digits or symbols
@@ -169,14 +173,18 @@ impl fmt::Display for PasswordProblem {
             PasswordProblem::TooLong { max } => {
                 write!(f, "the password must have at most {max} characters")
             }
-            PasswordProblem::Common => f.write_str("this password is on a list of common passwords"),
+            PasswordProblem::Common => {
+                f.write_str("this password is on a list of common passwords")
+            }
             PasswordProblem::CommonWithDecoration => f.write_str(
                 "this password is a common word or password with digits or symbols added",
             ),
-            PasswordProblem::Pattern => {
-                f.write_str("this password is a repeated pattern or a run of consecutive characters")
+            PasswordProblem::Pattern => f.write_str(
+                "this password is a repeated pattern or a run of consecutive characters",
+            ),
+            PasswordProblem::ContainsLogin => {
+                f.write_str("the password must not contain the login name")
             }
-            PasswordProblem::ContainsLogin => f.write_str("the password must not contain the login name"),
         }
     }
 }
@@ -230,7 +238,11 @@ pub fn check_password(password: &str, login: &str) -> Result<(), PasswordProblem
 fn is_pattern(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
     for period in 1..=4.min(chars.len() / 2) {
-        if chars.iter().enumerate().all(|(i, c)| *c == chars[i % period]) {
+        if chars
+            .iter()
+            .enumerate()
+            .all(|(i, c)| *c == chars[i % period])
+        {
             return true;
         }
     }
@@ -336,8 +348,14 @@ mod tests {
             ok("!!sunshine123456"),
             Err(PasswordProblem::CommonWithDecoration)
         );
-        assert_eq!(ok("tutela2026!!"), Err(PasswordProblem::CommonWithDecoration));
-        assert_eq!(ok("alice1234567!"), Err(PasswordProblem::CommonWithDecoration));
+        assert_eq!(
+            ok("tutela2026!!"),
+            Err(PasswordProblem::CommonWithDecoration)
+        );
+        assert_eq!(
+            ok("alice1234567!"),
+            Err(PasswordProblem::CommonWithDecoration)
+        );
         assert_eq!(
             ok("my name is alice, hi"),
             Err(PasswordProblem::ContainsLogin)

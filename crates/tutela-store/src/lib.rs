@@ -10,6 +10,7 @@
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
 mod migrate;
+mod operators;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
+pub use operators::{Operator, OperatorEvent, SessionRow, SetupLink};
 pub use tokens::ApiToken;
 
 /// Errors of the store. Messages never contain personal data.
