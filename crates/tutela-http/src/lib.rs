@@ -3,6 +3,7 @@
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
 pub mod auth;
+pub mod console;
 mod error;
 mod middleware;
 mod public;
@@ -32,15 +33,34 @@ pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
     pub metrics: PrometheusHandle,
+    /// The operators' console: settings, sign-in throttle, hashing slots.
+    pub console: Arc<console::ConsoleState>,
+    /// The register's validation warnings (shown in the console).
+    pub register_warnings: Arc<Vec<tutela_domain::Diagnostic>>,
 }
 
 impl AppState {
+    /// A state with the default console settings (secure cookies, production Argon2 cost).
     pub fn new(register: LoadedRegister, store: Store) -> Self {
         AppState {
             register: Arc::new(register),
             store,
             metrics: metrics_handle(),
+            console: Arc::new(console::ConsoleState::new(console::ConsoleConfig::default())),
+            register_warnings: Arc::new(Vec::new()),
         }
+    }
+
+    /// Replaces the console settings.
+    pub fn with_console(mut self, config: console::ConsoleConfig) -> Self {
+        self.console = Arc::new(console::ConsoleState::new(config));
+        self
+    }
+
+    /// Records the register's validation warnings for the console.
+    pub fn with_register_warnings(mut self, warnings: Vec<tutela_domain::Diagnostic>) -> Self {
+        self.register_warnings = Arc::new(warnings);
+        self
     }
 }
 
@@ -70,6 +90,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
+        .merge(console::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

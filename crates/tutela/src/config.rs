@@ -21,6 +21,22 @@ pub struct FileConfig {
     pub policy: Option<PathBuf>,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub console: ConsoleFileConfig,
+}
+
+/// The `[console]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleFileConfig {
+    /// Mark console cookies `Secure` (default true). Turn off only for plain-HTTP development.
+    pub secure_cookies: Option<bool>,
+    /// Take the client address from `X-Forwarded-For` (default false; only behind a proxy that
+    /// sets it).
+    pub trust_forwarded_for: Option<bool>,
+    /// The address people use to reach Tutela, e.g. "https://privacy.example.com": the base of
+    /// the setup links printed by `serve` and `operators add`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

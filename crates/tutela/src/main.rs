@@ -2,6 +2,7 @@
 
 mod config;
 mod context;
+mod operators_cmd;
 mod policy_cmd;
 mod serve;
 mod tokens_cmd;
@@ -22,6 +23,7 @@ const AFTER_HELP: &str = "Examples:
   tutela --policy policy.toml serve --listen 0.0.0.0:8080
   tutela policy check policy.toml
   tutela policy render --format md --lang fr > notice.fr.md
+  tutela operators add --login dora --name 'Dora Martin' --role dpo
 
 Configuration: flags override TUTELA_* environment variables, which override tutela.toml.";
 
@@ -84,6 +86,9 @@ enum Command {
     /// Create, list and revoke API tokens (bearer tokens with scopes).
     #[command(subcommand, after_help = tokens_cmd::AFTER_HELP)]
     Tokens(tokens_cmd::TokensCommand),
+    /// Add, list and disable console operators; reset a lost second factor.
+    #[command(subcommand, after_help = operators_cmd::AFTER_HELP)]
+    Operators(operators_cmd::OperatorsCommand),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd, &ctx.policy),
         Command::Serve(args) => serve::run(args, ctx),
         Command::Tokens(cmd) => tokens_cmd::run(cmd, &ctx),
+        Command::Operators(cmd) => operators_cmd::run(cmd, &ctx),
     };
     match result {
         Ok(code) => code,

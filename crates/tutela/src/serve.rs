@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use tutela_crypto::password::PasswordParams;
+use tutela_http::console::ConsoleConfig;
 use tutela_http::{AppState, LoadedRegister, build_app};
 
 use crate::config::{self, PolicySource};
@@ -14,15 +16,34 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --listen 0.0.0.0:8080 --data-dir /var/lib/tutela
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
+  tutela serve --secure-cookies false          # plain-HTTP development on localhost only
+
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json.
-Once listening, the address is printed on standard output as `listening on http://ADDR`.";
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, and the operators'
+console at /console.
+Once listening, the address is printed on standard output as `listening on http://ADDR`. While no
+operator exists, a one-time link that creates the first administrator follows on the next line
+(valid 24 hours; a restart prints a new one).";
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+
+    /// Mark console cookies Secure with the __Host- prefix [default: true]. Set false only for
+    /// plain-HTTP development: browsers then send the session over an unencrypted connection.
+    #[arg(long, env = "TUTELA_CONSOLE_SECURE_COOKIES", value_name = "BOOL")]
+    secure_cookies: Option<bool>,
+
+    /// Take the client address (for sign-in throttling) from the last X-Forwarded-For entry
+    /// [default: false]. Only behind a reverse proxy that sets it, or clients choose their own.
+    #[arg(long, env = "TUTELA_TRUST_FORWARDED_FOR", value_name = "BOOL")]
+    trust_forwarded_for: Option<bool>,
+
+    /// The address people use to reach Tutela (base of the setup link) [default: http://ADDR].
+    #[arg(long, env = "TUTELA_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 }
 
 pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -34,7 +55,26 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
     let policy = &ctx.policy;
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
-    let register = crate::policy_cmd::load(policy)?;
+    let (register, warnings) = crate::policy_cmd::load_with_warnings(policy)?;
+    let console = ConsoleConfig {
+        secure_cookies: args
+            .secure_cookies
+            .or(ctx.file.console.secure_cookies)
+            .unwrap_or(true),
+        trust_forwarded_for: args
+            .trust_forwarded_for
+            .or(ctx.file.console.trust_forwarded_for)
+            .unwrap_or(false),
+        // Never lowered here: only tests build a state with cheaper parameters.
+        password_params: PasswordParams::RFC9106_SECOND,
+        ..ConsoleConfig::default()
+    };
+    if !console.secure_cookies {
+        tracing::warn!(
+            "console cookies are not marked Secure: use this only for plain-HTTP development"
+        );
+    }
+    let public_url = args.public_url.or(ctx.file.console.public_url.clone());
     if matches!(policy, PolicySource::BuiltInExample) {
         tracing::info!(
             "using the built-in example register (examples/policy.toml); pass --policy to use yours"
@@ -71,7 +111,10 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
-        );
+        )
+        .with_console(console)
+        .with_register_warnings(warnings);
+        let idle = state.console.config.session_idle_secs;
         let app = build_app(state);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -79,7 +122,12 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
-        axum::serve(listener, app)
+        first_admin_link(&store, public_url.as_deref(), local).await?;
+        tokio::spawn(purge_sessions(store.clone(), idle));
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("server error")?;
@@ -87,6 +135,50 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// While no operator exists, prints (once, on standard output, never in the log) a one-time link
+/// that creates the first administrator.
+async fn first_admin_link(
+    store: &tutela_store::Store,
+    public_url: Option<&str>,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    if store.operator_count().await? > 0 {
+        return Ok(());
+    }
+    let token = tutela_crypto::session::new_setup_token()?;
+    let now = jiff::Timestamp::now().as_second();
+    store
+        .insert_setup_token(
+            &token.hash,
+            None,
+            now,
+            now + tutela_http::console::FIRST_ADMIN_LINK_SECS,
+        )
+        .await
+        .context("cannot store the first-administrator link")?;
+    let base = crate::operators_cmd::base_url(public_url, &local.to_string());
+    println!(
+        "no operator yet: create the first administrator at {base}/console/setup?token={} (valid 24 hours, usable once)",
+        token.secret.as_str()
+    );
+    tracing::info!("printed a one-time link for the first administrator on standard output");
+    Ok(())
+}
+
+/// Deletes ended console sessions every ten minutes.
+async fn purge_sessions(store: tutela_store::Store, idle_secs: i64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = jiff::Timestamp::now().as_second();
+        match store.purge_sessions(now, now - idle_secs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "purged ended console sessions"),
+            Err(err) => tracing::warn!(error = %err, "could not purge console sessions"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
