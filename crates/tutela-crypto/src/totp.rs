@@ -51,6 +51,29 @@ impl TotpSecret {
         &self.0
     }
 
+    /// A secret typed as base 32 (spaces ignored, any case), as shown for manual entry.
+    pub fn from_base32(text: &str) -> Result<TotpSecret, CryptoError> {
+        const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let mut out = Zeroizing::new(Vec::with_capacity(TOTP_SECRET_LEN));
+        let (mut buffer, mut bits) = (0u32, 0u32);
+        for c in text
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+        {
+            let v = ALPHABET
+                .iter()
+                .position(|a| *a == c.to_ascii_uppercase())
+                .ok_or(CryptoError::Malformed("base-32 TOTP secret"))?;
+            buffer = (buffer << 5) | v as u32;
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                out.push(((buffer >> bits) & 0xff) as u8);
+            }
+        }
+        Self::from_bytes(&out)
+    }
+
     fn totp(&self, issuer: &str, account: &str) -> Result<Totp, CryptoError> {
         // Colons separate issuer and account in the otpauth label: keep them out.
         let clean = |s: &str| s.replace(':', " ");
@@ -255,6 +278,10 @@ mod tests {
     fn provisioning_uri_and_qr() {
         let s = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
         assert_eq!(s.to_base32().as_str(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        let back = TotpSecret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(back.as_bytes(), s.as_bytes());
+        assert!(TotpSecret::from_base32("GEZD!").is_err());
+        assert!(TotpSecret::from_base32("GEZD").is_err());
         let uri = s.provisioning_uri("Tutela: Nimbus", "alice").unwrap();
         assert!(uri.starts_with("otpauth://totp/"), "{}", uri.as_str());
         assert!(uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
