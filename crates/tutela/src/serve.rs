@@ -67,6 +67,10 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .unwrap_or(false),
         // Never lowered here: only tests build a state with cheaper parameters.
         password_params: PasswordParams::RFC9106_SECOND,
+        public_url: args
+            .public_url
+            .clone()
+            .or(ctx.file.console.public_url.clone()),
         ..ConsoleConfig::default()
     };
     if !console.secure_cookies {

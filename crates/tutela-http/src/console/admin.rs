@@ -47,6 +47,9 @@ struct OperatorsPage {
 
 /// The site's own origin, as the browser addressed it (for invitation links).
 fn origin(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.console.config.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -55,6 +55,9 @@ pub struct ConsoleConfig {
     pub session_idle_secs: i64,
     /// A session ends this long after sign-in whatever happens (seconds).
     pub session_max_secs: i64,
+    /// The address people use to reach Tutela (base of invitation links); when unset, the
+    /// request's `Host` header is used.
+    pub public_url: Option<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -65,6 +68,7 @@ impl Default for ConsoleConfig {
             password_params: PasswordParams::RFC9106_SECOND,
             session_idle_secs: 30 * 60,
             session_max_secs: 12 * 3600,
+            public_url: None,
         }
     }
 }
