@@ -50,6 +50,19 @@ fn origin(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.console.config.public_url {
         return url.trim_end_matches('/').to_string();
     }
+    // The form's own origin, as the administrator's browser sent it.
+    if let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|h| h.to_str().ok())
+        .filter(|o| {
+            (o.starts_with("https://") || o.starts_with("http://"))
+                && o.len() <= 300
+                && o.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]/".contains(&b))
+        })
+    {
+        return origin.to_string();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -60,7 +73,11 @@ fn origin(state: &AppState, headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    let scheme = if state.console.config.secure_cookies {
+    // Tutela itself speaks plain HTTP: https is what a TLS proxy in front of it serves, and a
+    // loopback host has no proxy in front (browsers treat http://localhost as secure).
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
+    let scheme = if state.console.config.secure_cookies && !loopback {
         "https"
     } else {
         "http"

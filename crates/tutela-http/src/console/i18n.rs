@@ -32,7 +32,8 @@ strings! {
     signed_in_as: "Signed in as", "Connecté·e en tant que";
     other_language: "Français", "English";
     other_language_code: "fr", "en";
-    footer: "Tutela — the privacy engine of {controller}. Every view of personal data is recorded.", "Tutela — le moteur de confidentialité de {controller}. Toute consultation de données personnelles est enregistrée.";
+    footer: "Tutela — the privacy engine of {controller}. Access to personal data is limited to what each role needs.", "Tutela — le moteur de confidentialité de {controller}. L’accès aux données personnelles est limité à ce dont chaque rôle a besoin.";
+    footer_plain: "Tutela — self-hosted privacy engine.", "Tutela — moteur de confidentialité auto-hébergé.";
 
     login_title: "Sign in", "Connexion";
     login_intro: "Operators of {controller} sign in here. Access is limited to what your role needs.", "Les opérateurs de {controller} se connectent ici. L’accès est limité à ce dont votre rôle a besoin.";

@@ -75,7 +75,9 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
             throttled: state.console.throttled(),
             without_2fa: operators
                 .iter()
-                .filter(|o| !o.is_disabled() && o.totp_secret.is_none())
+                .filter(|o| {
+                    !o.is_disabled() && o.password_hash.is_some() && o.totp_secret.is_none()
+                })
                 .count(),
         })
     } else {

@@ -153,8 +153,8 @@ pub(crate) enum ConsoleError {
     SignIn,
     /// A session waiting for its second factor or enrolment: to that page.
     Redirect(&'static str),
-    /// The role lacks the permission: 403.
-    Forbidden(&'static Text),
+    /// A complete answer (e.g. the 403 page of a signed-in operator, with navigation).
+    Rendered(Response),
     /// A form without a valid CSRF token: 403.
     FormExpired(&'static Text),
     NotFound(&'static Text),
@@ -181,12 +181,7 @@ impl IntoResponse for ConsoleError {
         let (status, t, heading, text) = match self {
             ConsoleError::SignIn => return Redirect::to("/console/login").into_response(),
             ConsoleError::Redirect(to) => return Redirect::to(to).into_response(),
-            ConsoleError::Forbidden(t) => (
-                StatusCode::FORBIDDEN,
-                t,
-                t.forbidden_title,
-                t.forbidden_text,
-            ),
+            ConsoleError::Rendered(res) => return res,
             ConsoleError::FormExpired(t) => {
                 (StatusCode::FORBIDDEN, t, t.forbidden_title, t.form_expired)
             }
@@ -273,7 +268,11 @@ impl Chrome {
     }
 
     pub(crate) fn footer(&self) -> String {
-        i18n::fill(self.t.footer, &[("controller", &self.controller)])
+        if self.controller.is_empty() {
+            self.t.footer_plain.to_string()
+        } else {
+            i18n::fill(self.t.footer, &[("controller", &self.controller)])
+        }
     }
 }
 
@@ -375,6 +374,7 @@ pub(crate) async fn find_session(state: &AppState, headers: &HeaderMap) -> Resul
 
 /// A signed-in operator (session in the `active` stage). Handlers call [`Signed::require`].
 pub(crate) struct Signed {
+    pub controller: String,
     pub operator: Operator,
     pub role: Role,
     pub session_hash: [u8; 32],
@@ -393,7 +393,15 @@ impl Signed {
                 permission = ?permission,
                 "console access refused"
             );
-            Err(ConsoleError::Forbidden(self.t))
+            let t = self.t;
+            let page = ErrorPage {
+                chrome: self.chrome_for(t.forbidden_title, ""),
+                heading: t.forbidden_title,
+                text: t.forbidden_text,
+            };
+            let mut res = render(&page);
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            Err(ConsoleError::Rendered(res))
         }
     }
 
@@ -406,7 +414,11 @@ impl Signed {
     }
 
     /// The layout for one of the console's pages.
-    pub(crate) fn chrome(&self, state: &AppState, title: &str, current: &str) -> Chrome {
+    pub(crate) fn chrome(&self, _state: &AppState, title: &str, current: &str) -> Chrome {
+        self.chrome_for(title, current)
+    }
+
+    fn chrome_for(&self, title: &str, current: &str) -> Chrome {
         let t = self.t;
         let mut nav = Vec::new();
         let mut item = |href: &'static str, label: &'static str, allowed: bool| {
@@ -447,7 +459,7 @@ impl Signed {
         Chrome {
             t,
             title: title.to_string(),
-            controller: state.register.register.controller.name.clone(),
+            controller: self.controller.clone(),
             nav,
             user: Some((self.operator.display_name.clone(), t.role(self.role))),
             csrf: self.csrf.clone(),
@@ -480,6 +492,7 @@ impl FromRequestParts<AppState> for Signed {
             accept,
         );
         Ok(Signed {
+            controller: state.register.register.controller.name.clone(),
             csrf: secrets::csrf_token(&found.id),
             operator: found.operator,
             role: found.role,
