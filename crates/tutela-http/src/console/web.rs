@@ -154,7 +154,7 @@ pub(crate) enum ConsoleError {
     /// A session waiting for its second factor or enrolment: to that page.
     Redirect(&'static str),
     /// A complete answer (e.g. the 403 page of a signed-in operator, with navigation).
-    Rendered(Response),
+    Rendered(Box<Response>),
     /// A form without a valid CSRF token: 403.
     FormExpired(&'static Text),
     NotFound(&'static Text),
@@ -181,7 +181,7 @@ impl IntoResponse for ConsoleError {
         let (status, t, heading, text) = match self {
             ConsoleError::SignIn => return Redirect::to("/console/login").into_response(),
             ConsoleError::Redirect(to) => return Redirect::to(to).into_response(),
-            ConsoleError::Rendered(res) => return res,
+            ConsoleError::Rendered(res) => return *res,
             ConsoleError::FormExpired(t) => {
                 (StatusCode::FORBIDDEN, t, t.forbidden_title, t.form_expired)
             }
@@ -401,7 +401,7 @@ impl Signed {
             };
             let mut res = render(&page);
             *res.status_mut() = StatusCode::FORBIDDEN;
-            Err(ConsoleError::Rendered(res))
+            Err(ConsoleError::Rendered(Box::new(res)))
         }
     }
 
