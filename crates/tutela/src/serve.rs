@@ -163,10 +163,16 @@ async fn first_admin_link(
         .await
         .context("cannot store the first-administrator link")?;
     let base = crate::operators_cmd::base_url(public_url, &local.to_string());
-    println!(
+    // Written, not `println!`: a closed standard output (a supervisor that stopped reading)
+    // must not take the server down.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "no operator yet: create the first administrator at {base}/console/setup?token={} (valid 24 hours, usable once)",
         token.secret.as_str()
     );
+    let _ = out.flush();
     tracing::info!("printed a one-time link for the first administrator on standard output");
     Ok(())
 }
