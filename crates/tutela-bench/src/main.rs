@@ -4,10 +4,12 @@
 //! ```sh
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
+//! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
 //! ```
 
 mod startup;
 mod util;
+mod vault;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     /// Time from spawning `tutela serve` to its first answered request, with the example register.
     Startup(startup::Args),
+    /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
+    Vault(vault::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +36,6 @@ fn main() -> anyhow::Result<()> {
     util::print_machine();
     match cli.command {
         Command::Startup(args) => startup::run(args),
+        Command::Vault(args) => vault::run(args),
     }
 }

@@ -774,6 +774,29 @@ fn check_rights(reg: &Register, c: &mut Checker<'_>) {
     c.period("rights.reply_within", &rights.reply_within);
     c.period("rights.max_extension", &rights.max_extension);
     c.period("rights.request_records_kept", &rights.request_records_kept);
+    // GDPR art. 12(3): one month to answer, extendable by two further months at most.
+    for (path, period, limit, what) in [
+        (
+            "rights.reply_within",
+            &rights.reply_within,
+            "1 month",
+            "reply deadline",
+        ),
+        (
+            "rights.max_extension",
+            &rights.max_extension,
+            "2 months",
+            "extension",
+        ),
+    ] {
+        if exceeds(period, &Period::parse(limit)) {
+            c.error(
+                path,
+                format!("a {what} of {period} is longer than GDPR art. 12(3) allows ({limit})"),
+                Some(format!("write `{limit}` or less; shorter is allowed")),
+            );
+        }
+    }
     c.known(
         "rights.after_death",
         rights.after_death.is_known(),
@@ -781,6 +804,19 @@ fn check_rights(reg: &Register, c: &mut Checker<'_>) {
         "after-death rule",
         AfterDeath::ALL,
     );
+}
+
+/// Whether `period` can last longer than `limit`: compared from 1 February of a common year,
+/// where calendar months are shortest, so "30 days" counts as longer than "1 month".
+fn exceeds(period: &Period, limit: &Period) -> bool {
+    let start: jiff::Timestamp = "2026-02-01T00:00:00Z".parse().expect("valid constant");
+    match (
+        crate::retention::add_period(start, period),
+        crate::retention::add_period(start, limit),
+    ) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => false,
+    }
 }
 
 fn check_purpose(reg: &Register, c: &mut Checker<'_>, i: usize, p: &Purpose) {
@@ -1277,6 +1313,21 @@ summary.fr = "Première version."
         assert_eq!(e.line, line_of(src, needle), "wrong line for:\n{e}");
         assert!(e.message.contains(message), "unexpected message:\n{e}");
         e
+    }
+
+    #[test]
+    fn rights_periods_respect_article_12_3() {
+        let src = minimal(&[("reply_within = \"1 month\"", "reply_within = \"6 weeks\"")]);
+        assert_error_at(&src, "reply_within", "longer than GDPR art. 12(3)");
+        let src = minimal(&[(
+            "max_extension = \"2 months\"",
+            "max_extension = \"3 months\"",
+        )]);
+        assert_error_at(&src, "max_extension", "longer than GDPR art. 12(3)");
+        let src = minimal(&[("reply_within = \"1 month\"", "reply_within = \"30 days\"")]);
+        assert_error_at(&src, "reply_within", "longer than GDPR art. 12(3)");
+        let src = minimal(&[("reply_within = \"1 month\"", "reply_within = \"15 days\"")]);
+        assert!(!run(&src).has_errors());
     }
 
     // ---- the example register ---------------------------------------------------------------

@@ -7,6 +7,7 @@ pub mod console;
 mod error;
 mod middleware;
 mod public;
+mod vault_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,8 +15,10 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tutela_domain::Register;
 use tutela_store::Store;
+use tutela_vault::Vault;
 
 pub use error::{ApiError, ErrorCode};
+pub use vault_api::openapi;
 
 /// The register as loaded, with what the server needs to present it.
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub struct LoadedRegister {
 pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
+    /// The personal-data vault: handlers read and write personal data only through it.
+    pub vault: Vault,
     pub metrics: PrometheusHandle,
     /// The operators' console: settings, sign-in throttle, hashing slots.
     pub console: Arc<console::ConsoleState>,
@@ -40,11 +45,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A state with the default console settings (secure cookies, production Argon2 cost).
-    pub fn new(register: LoadedRegister, store: Store) -> Self {
+    pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
         AppState {
             register: Arc::new(register),
             store,
+            vault,
             metrics: metrics_handle(),
             console: Arc::new(console::ConsoleState::new(console::ConsoleConfig::default())),
             register_warnings: Arc::new(Vec::new()),
@@ -91,6 +96,7 @@ pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
         .merge(console::routes())
+        .merge(vault_api::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -27,6 +27,11 @@ async fn app(config: ConsoleConfig) -> TestApp {
     let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let vault = tutela_vault::Vault::new(
+        store.clone(),
+        std::sync::Arc::new(register.clone()),
+        tutela_vault::VaultKeys::generate().unwrap(),
+    );
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -34,6 +39,7 @@ async fn app(config: ConsoleConfig) -> TestApp {
             last_updated: jiff::civil::date(2026, 11, 29),
         },
         store,
+        vault,
     )
     .with_console(ConsoleConfig {
         password_params: PasswordParams::INSECURE_FOR_TESTS_ONLY,

@@ -9,9 +9,11 @@
 //!
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
+mod audit;
 mod migrate;
 mod operators;
 mod tokens;
+mod vault;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,9 +21,14 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+pub use audit::{AuditRow, NewAuditEntry};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use operators::{Operator, OperatorEvent, SessionRow, SetupLink};
 pub use tokens::ApiToken;
+pub use vault::{
+    Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
+    VaultTx,
+};
 
 /// Errors of the store. Messages never contain personal data.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +145,15 @@ impl Store {
             Engine::Sqlite => options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // WAL for concurrent readers; FULL sync so an acknowledged write survives a
-                    // power cut; secure_delete so freed pages hold no plaintext.
+                    // power cut; secure_delete so freed pages hold no plaintext; a 32 MiB page
+                    // cache per connection (the default 2 MiB thrashes on the vault's indexes
+                    // beyond a few hundred thousand records) and reads through a memory map
+                    // shared by all connections.
                     sqlx::raw_sql(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                         PRAGMA secure_delete = ON;",
+                         PRAGMA secure_delete = ON; PRAGMA cache_size = -32768; \
+                         PRAGMA mmap_size = 268435456;",
                     )
                     .execute(conn)
                     .await?;

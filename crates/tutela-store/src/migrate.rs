@@ -28,11 +28,13 @@ macro_rules! migrations {
 pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     1 "0001_foundation",
     2 "0002_api_tokens",
+    3 "0003_vault",
     5 "0005_operators",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_api_tokens",
+    3 "0003_vault",
     5 "0005_operators",
 );
 

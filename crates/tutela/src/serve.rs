@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use std::sync::Arc;
 use tutela_crypto::password::PasswordParams;
 use tutela_http::console::ConsoleConfig;
 use tutela_http::{AppState, LoadedRegister, build_app};
+use tutela_vault::Vault;
 
 use crate::config::{self, PolicySource};
 use crate::context::Context;
@@ -19,8 +21,12 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --secure-cookies false          # plain-HTTP development on localhost only
 
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, and the operators'
-console at /console.
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, the vault API under
+/api/v1/subjects (bearer tokens), documented in /api/v1/openapi.json, and the operators' console
+at /console.
+On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
+back it up. The retention job runs every 10 minutes ([retention] interval, or
+TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
 Once listening, the address is printed on standard output as `listening on http://ADDR`. While no
 operator exists, a one-time link that creates the first administrator follows on the next line
 (valid 24 hours; a restart prints a new one).";
@@ -30,6 +36,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTELA_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
+
+    /// How often the retention job deletes expired records, e.g. "10 minutes", or "off"
+    /// [default: 10 minutes].
+    #[arg(long, env = "TUTELA_RETENTION_INTERVAL", value_name = "INTERVAL")]
+    retention_interval: Option<String>,
 
     /// Mark console cookies Secure with the __Host- prefix [default: true]. Set false only for
     /// plain-HTTP development: browsers then send the session over an unencrypted connection.
@@ -52,6 +63,11 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .or(ctx.file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let listen = config::parse_listen(&listen)?;
+    let interval = args
+        .retention_interval
+        .or(ctx.file.retention.interval.clone())
+        .unwrap_or_else(|| config::DEFAULT_RETENTION_INTERVAL.to_string());
+    let interval = config::parse_interval(&interval)?;
     let policy = &ctx.policy;
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
@@ -108,6 +124,14 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
 
+        let keys = crate::keys::load_or_create(&ctx.master_key_file, &store).await?;
+        let vault = Vault::new(store.clone(), Arc::new(register.clone()), keys.vault_keys()?);
+        tracing::info!(
+            master_key = %keys.master.id(),
+            index_root = %keys.index_root.id(),
+            "vault keys loaded"
+        );
+        drop(keys);
         let state = AppState::new(
             LoadedRegister {
                 register,
@@ -115,6 +139,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
+            vault.clone(),
         )
         .with_console(console)
         .with_register_warnings(warnings);
@@ -128,6 +153,13 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %local, "serving");
         first_admin_link(&store, public_url.as_deref(), local).await?;
         tokio::spawn(purge_sessions(store.clone(), idle));
+        let job = match interval {
+            Some(every) => Some(crate::jobs::spawn_retention(vault, every)),
+            None => {
+                tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");
+                None
+            }
+        };
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -135,6 +167,9 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("server error")?;
+        if let Some(job) = job {
+            job.abort();
+        }
         tracing::info!("shutting down: closing the database");
         store.close().await;
         Ok(ExitCode::SUCCESS)

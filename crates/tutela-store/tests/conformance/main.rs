@@ -6,3 +6,4 @@ mod support;
 mod foundation;
 mod operators;
 mod tokens;
+mod vault;
