@@ -28,6 +28,8 @@ strings! {
     nav_operators: "Operators", "Opérateurs";
     nav_tokens: "API tokens", "Jetons d’API";
     nav_account: "My account", "Mon compte";
+    nav_subjects: "Subjects", "Personnes";
+    nav_audit: "Audit log", "Journal d’audit";
     sign_out: "Sign out", "Se déconnecter";
     signed_in_as: "Signed in as", "Connecté·e en tant que";
     other_language: "Français", "English";
@@ -227,6 +229,45 @@ strings! {
     ev_invitation_accepted: "Invitation accepted", "Invitation acceptée";
     ev_token_created: "API token created", "Jeton d’API créé";
     ev_token_revoked: "API token revoked", "Jeton d’API révoqué";
+    ev_audit_verified: "Audit log verified", "Journal d’audit vérifié";
+
+    subjects_title: "Find a person", "Trouver une personne";
+    subjects_intro: "Look a person up by one of their identifiers. Say why you look: the reason and the view are recorded in the audit log.", "Recherchez une personne par l’un de ses identifiants. Indiquez pourquoi : le motif et la consultation sont inscrits au journal d’audit.";
+    subjects_support_only: "Your role shows only what is held for support purposes.", "Votre rôle ne montre que ce qui est conservé pour le support.";
+    field_kind: "Kind of identifier", "Type d’identifiant";
+    field_identifier: "Identifier", "Identifiant";
+    field_purpose: "Why you look (purpose)", "Pourquoi vous consultez (finalité)";
+    search: "Look up", "Rechercher";
+    no_subject: "Nobody is known with this identifier.", "Personne n’est connu avec cet identifiant.";
+    bad_identifier: "This identifier is not valid for its kind.", "Cet identifiant n’est pas valide pour son type.";
+    bad_purpose: "Choose a purpose you may read for.", "Choisissez une finalité pour laquelle vous pouvez consulter.";
+    subject_label: "Subject", "Personne";
+    known_since: "Known since", "Connue depuis";
+    identifiers_label: "Identifiers held (kinds only; values are never stored)", "Identifiants détenus (types seulement ; les valeurs ne sont jamais stockées)";
+    col_category: "Data", "Donnée";
+    col_value: "Value", "Valeur";
+    col_source: "Source", "Source";
+    col_collected: "Collected", "Collectée";
+    col_deadline: "Deleted on", "Supprimée le";
+    waiting_for: "when this happens: {event}", "lorsque survient : {event}";
+    legal_hold: "legal hold", "conservation légale";
+    restricted: "restricted (art. 18): value withheld", "limitée (art. 18) : valeur masquée";
+    nothing_held: "Nothing is held on this person that you may see.", "Rien de ce qui est conservé sur cette personne ne vous est visible.";
+    viewed_for: "Viewed for the purpose {purpose}; this view is in the audit log.", "Consulté pour la finalité {purpose} ; cette consultation figure au journal d’audit.";
+
+    audit_title: "Audit log", "Journal d’audit";
+    audit_intro: "Every read, write, erasure and purge of personal data, and every console sign-in, in a hash chain. Entries hold commitments, never the personal data itself.", "Chaque lecture, écriture, effacement et purge de données personnelles, et chaque connexion à la console, dans une chaîne de hachage. Les entrées contiennent des engagements, jamais les données personnelles elles-mêmes.";
+    col_seq: "No.", "N°";
+    col_actor: "Actor", "Acteur";
+    col_action: "Action", "Action";
+    col_subject: "Subject (commitment)", "Personne (engagement)";
+    verify_chain: "Verify the whole chain", "Vérifier toute la chaîne";
+    chain_ok: "The chain is intact: {n} entries; last entry {seq}, hash {hash}. Keep this pair elsewhere to detect a later rewrite.", "La chaîne est intacte : {n} entrées ; dernière entrée {seq}, empreinte {hash}. Conservez ce couple ailleurs pour détecter une réécriture ultérieure.";
+    chain_broken: "The audit log is broken: {problem}", "Le journal d’audit est rompu : {problem}";
+    newer: "Newer entries", "Entrées plus récentes";
+    audit_panel: "Audit log", "Journal d’audit";
+    audit_entries: "Entries", "Entrées";
+    open_audit: "Open and verify the audit log", "Ouvrir et vérifier le journal d’audit";
 }
 
 /// The console's language: the operator's choice, else `?lang=`, else `Accept-Language`, else
@@ -306,6 +347,7 @@ impl Text {
             "invitation_accepted" => self.ev_invitation_accepted,
             "token_created" => self.ev_token_created,
             "token_revoked" => self.ev_token_revoked,
+            "audit_verified" => self.ev_audit_verified,
             _ => "?",
         }
     }

@@ -15,9 +15,11 @@
 //! * Throttling: see [`throttle`].
 
 mod admin;
+mod audit;
 mod auth_pages;
 pub mod i18n;
 mod pages;
+mod subjects;
 pub mod throttle;
 mod web;
 
@@ -58,6 +60,9 @@ pub struct ConsoleConfig {
     /// The address people use to reach Tutela (base of invitation links); when unset, the
     /// request's `Host` header is used.
     pub public_url: Option<String>,
+    /// The register purposes whose data the support role may read (those not in the register
+    /// are ignored).
+    pub support_purposes: Vec<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -69,6 +74,7 @@ impl Default for ConsoleConfig {
             session_idle_secs: 30 * 60,
             session_max_secs: 12 * 3600,
             public_url: None,
+            support_purposes: vec!["support".to_string(), "hotline".to_string()],
         }
     }
 }
@@ -228,6 +234,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/register", get(pages::register))
         .route("/console/register/notice", get(pages::notice_preview))
         .route("/console/security", get(pages::security_log))
+        .route(
+            "/console/subjects",
+            get(subjects::search_page).post(subjects::search),
+        )
+        .route("/console/audit", get(audit::audit_log))
+        .route("/console/audit/verify", post(audit::verify))
         .route(
             "/console/operators",
             get(admin::operators).post(admin::add_operator),

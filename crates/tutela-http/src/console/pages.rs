@@ -50,6 +50,7 @@ struct OverviewPage {
     purposes: usize,
     warnings: usize,
     security: Option<SecurityPanel>,
+    audit_entries: Option<i64>,
     role_long: &'static str,
     has_totp: bool,
     recovery_left: i64,
@@ -83,6 +84,18 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
     } else {
         None
     };
+    let audit_entries = if signed.can(Permission::ViewAuditLog) {
+        Some(
+            state
+                .store
+                .audit_head()
+                .await
+                .map_err(|e| signed.internal("audit head", e))?
+                .0,
+        )
+    } else {
+        None
+    };
     let recovery_left = state
         .store
         .recovery_codes_left(&signed.operator.id)
@@ -101,6 +114,7 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
         purposes: reg.register.purposes.len(),
         warnings: state.register_warnings.len(),
         security,
+        audit_entries,
         role_long: t.role_long(signed.role),
         has_totp: signed.operator.totp_secret.is_some(),
         recovery_left,

@@ -632,6 +632,19 @@ pub(crate) async fn record(
     {
         tracing::error!(error = %err, event, "could not record an operator event");
     }
+    // The same event in the tamper-evident audit log (no subject, no personal data).
+    let details = serde_json::json!({ "operator": operator_id, "detail": detail });
+    if let Err(err) = state
+        .vault
+        .audit_event(
+            &tutela_vault::Actor::new("console"),
+            &format!("console_{event}"),
+            details,
+        )
+        .await
+    {
+        tracing::error!(error = %err, event, "could not append an operator event to the audit log");
+    }
 }
 
 /// A 303 redirect that also sets cookies.
