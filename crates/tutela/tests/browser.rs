@@ -241,14 +241,15 @@ async fn console_in_headless_chromium() {
         shots: artifacts(),
         width: 1280,
     };
-    let result = run(&b, &server).await;
+    let subject = support::seed_subject(&server, &dir.path().join("data")).await;
+    let result = run(&b, &server, &subject).await;
     let _ = b.c.clone().close().await;
     drop(driver);
     server.stop();
     result
 }
 
-async fn run(b: &Browser, server: &Server) {
+async fn run(b: &Browser, server: &Server, subject: &str) {
     // 1. The first administrator, through the link printed at start.
     let link = server.setup_link.clone().unwrap();
     let path = &link[link.find("/console").unwrap()..];
@@ -319,6 +320,7 @@ async fn run(b: &Browser, server: &Server) {
             "Register of processing activities",
         ),
         ("/console/security", "09-sign-in-log", "Sign-in log"),
+        ("/console/audit", "09b-audit-log", "Audit log"),
         ("/console/operators", "10-operators", "Operators"),
         ("/console/tokens", "12-tokens", "API tokens"),
         ("/console/account", "14-account", "My account"),
@@ -334,6 +336,18 @@ async fn run(b: &Browser, server: &Server) {
         assert_eq!(h1, heading, "{path}");
         b.shot(name).await;
     }
+    // The audit chain verifies from the console.
+    b.go("/console/audit").await;
+    b.submit("form[action='/console/audit/verify'] button")
+        .await;
+    assert!(
+        b.text().await.contains("The chain is intact"),
+        "{}",
+        b.text().await
+    );
+    b.shot("09c-audit-verified").await;
+    // The administrator reads no personal data.
+    assert_eq!(b.status_of("/console/subjects").await, 403);
     b.go("/console/register/notice?lang=fr").await;
     assert!(b.text().await.contains("Politique de confidentialité"));
     b.shot("08-notice-preview-fr").await;
@@ -426,9 +440,46 @@ async fn run(b: &Browser, server: &Server) {
     for path in ["/console/security", "/console/operators", "/console/tokens"] {
         assert_eq!(b.status_of(path).await, 403, "support on {path}");
     }
+    assert_eq!(
+        b.status_of("/console/audit").await,
+        403,
+        "support on the audit log"
+    );
     b.go("/console/security").await;
     assert!(b.text().await.contains("Access refused"));
     b.shot("19-support-refused").await;
+    // Support looks a person up, for a support purpose, and sees only support data.
+    b.go("/console/subjects").await;
+    let options =
+        b.c.find_all(Locator::Css("select#purpose option"))
+            .await
+            .unwrap();
+    let mut purposes = Vec::new();
+    for o in options {
+        purposes.push(o.attr("value").await.unwrap().unwrap());
+    }
+    assert_eq!(purposes, ["support", "hotline"], "support purposes only");
+    b.shot("19b-subject-search").await;
+    b.c.find(Locator::Css("select#kind option[value=email]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("identifier", "Alice@Example.com").await;
+    b.submit("form[action='/console/subjects'] button.primary")
+        .await;
+    let text = b.text().await;
+    assert!(text.contains(subject), "{text}");
+    assert!(
+        text.contains("My app does not start since Tuesday"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Alice Martin"),
+        "support sees no account data: {text}"
+    );
+    b.shot("19c-subject-support-view").await;
     b.go("/console").await;
     b.sign_out().await;
 
@@ -454,7 +505,13 @@ async fn run(b: &Browser, server: &Server) {
             );
         }
     }
-    for path in ["/console/security", "/console/operators", "/console/tokens"] {
+    for path in [
+        "/console/security",
+        "/console/operators",
+        "/console/tokens",
+        "/console/subjects",
+        "/console/audit",
+    ] {
         assert_eq!(b.status_of(path).await, 403, "analyst on {path}");
     }
     let nav = b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap();

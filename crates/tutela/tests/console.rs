@@ -309,6 +309,18 @@ async fn every_console_form_needs_its_csrf_token() {
     server.stop();
 }
 
+/// The id of an operator, read from the administrator's operators page.
+async fn invited_id(admin: &mut support::Http, login: &str) -> String {
+    let page = admin.get("/console/operators").await;
+    let row = page
+        .body
+        .split("<tr>")
+        .find(|r| r.contains(&format!("<code>{login}</code>")))
+        .expect("operator row");
+    let i = row.find("/console/operators/").expect("an action form") + "/console/operators/".len();
+    row[i..i + 16].to_string()
+}
+
 #[tokio::test]
 async fn roles_are_enforced_by_the_server_and_operators_are_managed_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -461,6 +473,83 @@ async fn roles_are_enforced_by_the_server_and_operators_are_managed_from_the_cli
     // The DPO reads the sign-in log but manages nobody.
     assert_eq!(dora.get("/console/security").await.status, 200);
     assert_eq!(dora.get("/console/operators").await.status, 403);
+
+    // Subject search: the purpose is asked, checked against the role, and audited.
+    let subject = support::seed_subject(&server, dir.path()).await;
+    let page = dora.get("/console/subjects").await;
+    assert_eq!(page.status, 200);
+    let look = |csrf: String, purpose: &str| {
+        form(&[
+            ("csrf", &csrf),
+            ("kind", "email"),
+            ("identifier", "alice@example.com"),
+            ("purpose", purpose),
+        ])
+    };
+    let res = dora
+        .post("/console/subjects", &look(page.csrf(), "customer_accounts"))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert!(res.body.contains(&subject));
+    assert!(res.body.contains("Alice Martin") && res.body.contains("My app does not start"));
+    assert!(
+        !res.body.contains("alice@example.com"),
+        "the identifier is not echoed"
+    );
+    let page = sam.get("/console/subjects").await;
+    let res = sam
+        .post("/console/subjects", &look(page.csrf(), "customer_accounts"))
+        .await;
+    assert_eq!(res.status, 422, "support may not read for account purposes");
+    let res = sam
+        .post("/console/subjects", &look(page.csrf(), "support"))
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(res.body.contains("My app does not start") && !res.body.contains("Alice Martin"));
+    let nobody = form(&[
+        ("csrf", &page.csrf()),
+        ("kind", "email"),
+        ("identifier", "bob@example.com"),
+        ("purpose", "support"),
+    ]);
+    assert_eq!(sam.post("/console/subjects", &nobody).await.status, 404);
+    assert_eq!(ana.get("/console/subjects").await.status, 403);
+    assert_eq!(
+        admin.get("/console/subjects").await.status,
+        403,
+        "the administrator reads no personal data"
+    );
+    // Every view is in the audit log with its purpose; the chain verifies.
+    let audit = dora.get("/console/audit").await;
+    assert_eq!(audit.status, 200);
+    let dora_id = format!("operator:{}", invited_id(&mut admin, "dora").await);
+    assert!(audit.body.contains(&dora_id), "{}", audit.body);
+    assert!(
+        audit
+            .body
+            .contains("<td>read</td><td>customer_accounts</td>"),
+        "{}",
+        audit.body
+    );
+    assert!(
+        audit.body.contains("<td>read</td><td>support</td>"),
+        "{}",
+        audit.body
+    );
+    assert!(
+        audit.body.contains("console_login"),
+        "sign-ins are in the audit chain too"
+    );
+    assert!(!audit.body.contains("Alice Martin") && !audit.body.contains("alice@example.com"));
+    let res = dora
+        .post("/console/audit/verify", &form(&[("csrf", &audit.csrf())]))
+        .await;
+    assert!(res.body.contains("The chain is intact"), "{}", res.body);
+    assert_eq!(
+        sam.get("/console/audit").await.status,
+        403,
+        "support is refused the DPO's audit log"
+    );
     // The analyst sees no personal data: no page shows another operator.
     for path in [
         "/console",

@@ -227,10 +227,13 @@ impl Http {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         if let Some(b) = body {
-            req.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
+            if !extra
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            }
+            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
         }
         req.push_str("\r\n");
         if let Some(b) = body {
@@ -417,6 +420,61 @@ pub async fn enroll(client: &mut Http) -> (String, Vec<String>) {
         .collect();
     assert_eq!(codes.len(), 10, "{}", res.body);
     (key, codes)
+}
+
+/// Puts a person in the vault through the API (with a `vault:write` token made by the CLI):
+/// `alice@example.com` with a support message and an account name. Returns the subject id.
+pub async fn seed_subject(server: &Server, data_dir: &Path) -> String {
+    let out = tutela()
+        .args(["--data-dir"])
+        .arg(data_dir)
+        .args([
+            "tokens",
+            "create",
+            "--name",
+            "seed",
+            "--scope",
+            "vault:write",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let mut api = server.client("127.0.0.1");
+    let res = api
+        .request_with(
+            "POST",
+            "/api/v1/subjects",
+            Some(r#"{"identifiers":[{"kind":"email","value":"alice@example.com"}]}"#),
+            &headers,
+        )
+        .await;
+    assert!(res.status == 200 || res.status == 201, "{}", res.body);
+    let v: serde_json::Value = serde_json::from_str(&res.body).unwrap();
+    let id = v["subject_id"].as_str().unwrap().to_string();
+    let res = api
+        .request_with(
+            "POST",
+            &format!("/api/v1/subjects/{id}/records"),
+            Some(
+                r#"{"records":[
+                {"purpose":"support","category":"support_messages","payload":"My app does not start since Tuesday","source":"live-chat"},
+                {"purpose":"customer_accounts","category":"name","payload":"Alice Martin","source":"signup-form"}]}"#,
+            ),
+            &headers,
+        )
+        .await;
+    assert!(res.status == 200 || res.status == 201, "{}", res.body);
+    id
 }
 
 /// Metric value from a Prometheus text page (0 when absent).
