@@ -42,6 +42,8 @@ pub struct ConsoleFileConfig {
     /// The address people use to reach Tutela, e.g. "https://privacy.example.com": the base of
     /// the setup links printed by `serve` and `operators add`.
     pub public_url: Option<String>,
+    /// The register purposes whose data the support role may read [default: support, hotline].
+    pub support_purposes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

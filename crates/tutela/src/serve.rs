@@ -87,8 +87,28 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .public_url
             .clone()
             .or(ctx.file.console.public_url.clone()),
+        support_purposes: ctx
+            .file
+            .console
+            .support_purposes
+            .clone()
+            .unwrap_or_else(|| ConsoleConfig::default().support_purposes),
         ..ConsoleConfig::default()
     };
+    // A configured list must name purposes of the register (the default list is only a
+    // suggestion: ids the register lacks are ignored).
+    if let Some(unknown) = ctx
+        .file
+        .console
+        .support_purposes
+        .iter()
+        .flatten()
+        .find(|p| register.purpose(p).is_none())
+    {
+        anyhow::bail!(
+            "[console] support_purposes names {unknown:?}, which is not a purpose of the register"
+        );
+    }
     if !console.secure_cookies {
         tracing::warn!(
             "console cookies are not marked Secure: use this only for plain-HTTP development"
