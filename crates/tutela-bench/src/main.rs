@@ -5,8 +5,10 @@
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
 //! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
+//! cargo run --release -p tutela-bench -- consent
 //! ```
 
+mod consent;
 mod startup;
 mod util;
 mod vault;
@@ -29,6 +31,11 @@ enum Command {
     Startup(startup::Args),
     /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
     Vault(vault::Args),
+    /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
+    #[command(
+        after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench"
+    )]
+    Consent(consent::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +44,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Startup(args) => startup::run(args),
         Command::Vault(args) => vault::run(args),
+        Command::Consent(args) => consent::run(args),
     }
 }

@@ -16,6 +16,7 @@ mod encoding;
 mod envelope;
 mod keyring;
 pub mod password;
+pub mod random_id;
 pub mod session;
 pub mod token;
 pub mod totp;

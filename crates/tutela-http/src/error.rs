@@ -14,6 +14,11 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    /// A browser request from an origin the configuration does not allow.
+    OriginNotAllowed,
+    /// The register does not declare what the request would store.
+    NotDeclared,
+    TooManyRequests,
     Unavailable,
     Internal,
     /// The purpose named is not in the register.
@@ -44,6 +49,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::NotDeclared => StatusCode::CONFLICT,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::UndeclaredPurpose
@@ -92,7 +100,9 @@ impl From<tutela_vault::VaultError> for ApiError {
             V::SubjectNotFound => ErrorCode::SubjectNotFound,
             V::RecordNotFound => ErrorCode::RecordNotFound,
             V::InvalidIdentifier(_) => ErrorCode::InvalidIdentifier,
-            V::IdentifierConflict | V::IdentifierTaken => ErrorCode::IdentifierConflict,
+            V::IdentifierConflict | V::IdentifierTaken | V::ConcurrentWrite => {
+                ErrorCode::IdentifierConflict
+            }
             V::EventNotApplicable { .. } => ErrorCode::EventNotApplicable,
             V::InvalidInput(_) | V::Deadline(_) => ErrorCode::BadRequest,
             V::Store(_) | V::Crypto(_) => return ApiError::internal("vault", &e),

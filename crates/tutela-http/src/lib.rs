@@ -3,6 +3,7 @@
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
 pub mod auth;
+pub mod consent;
 pub mod console;
 mod error;
 mod middleware;
@@ -42,12 +43,21 @@ pub struct AppState {
     pub console: Arc<console::ConsoleState>,
     /// The register's validation warnings (shown in the console).
     pub register_warnings: Arc<Vec<tutela_domain::Diagnostic>>,
+    /// Consent records: writer, allowed origins, rate limit.
+    pub consent: consent::ConsentState,
 }
 
 impl AppState {
+    /// Must be called on a Tokio runtime (it starts the consent record writer).
     pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
+        let consent = consent::ConsentState::new(
+            &register.register,
+            store.clone(),
+            &consent::ConsentOptions::default(),
+        );
         AppState {
             register: Arc::new(register),
+            consent,
             store,
             vault,
             metrics: metrics_handle(),
@@ -65,6 +75,13 @@ impl AppState {
     /// Records the register's validation warnings for the console.
     pub fn with_register_warnings(mut self, warnings: Vec<tutela_domain::Diagnostic>) -> Self {
         self.register_warnings = Arc::new(warnings);
+        self
+    }
+
+    /// Replaces the consent settings (allowed origins, rate limit, queue size).
+    pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
+        self.consent =
+            consent::ConsentState::new(&self.register.register, self.store.clone(), options);
         self
     }
 }
@@ -97,6 +114,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(console::routes())
         .merge(vault_api::routes())
+        .merge(consent::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -10,6 +10,7 @@
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
 mod audit;
+mod consent;
 mod migrate;
 mod operators;
 mod tokens;
@@ -22,6 +23,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditRow, NewAuditEntry};
+pub use consent::{
+    AppendError, ConsentCategory, ConsentDay, ConsentRecord, ConsentWriter, MAX_CONSENT_BATCH,
+};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use operators::{Operator, OperatorEvent, SessionRow, SetupLink};
 pub use tokens::ApiToken;
@@ -50,6 +54,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the error is a unique-constraint violation (e.g. two writers inserting the same
+    /// blind index at the same moment).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -183,6 +195,13 @@ impl Store {
 
     /// The connection pool, for the other store modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The connection pool, for tests that must reach around the store's API (e.g. to check that
+    /// the database itself refuses an update). Not for production code.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
         &self.pool
     }
 

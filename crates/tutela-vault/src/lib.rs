@@ -80,6 +80,8 @@ pub enum VaultError {
     IdentifierConflict,
     #[error("an identifier given already belongs to another subject")]
     IdentifierTaken,
+    #[error("another write registered one of these identifiers at the same moment; retry")]
+    ConcurrentWrite,
     #[error("{0}")]
     InvalidInput(String),
     #[error("event `{event}` does not apply to purpose `{purpose}`: {why}")]

@@ -462,7 +462,15 @@ impl Vault {
             });
         }
         tx.insert_subjects(&new_subjects).await?;
-        tx.insert_identifiers(&new_identifiers).await?;
+        // On PostgreSQL two transactions may both find an identifier unknown and insert it;
+        // the second fails on the unique index and is told to retry (it then finds it).
+        tx.insert_identifiers(&new_identifiers).await.map_err(|e| {
+            if e.is_unique_violation() {
+                VaultError::ConcurrentWrite
+            } else {
+                e.into()
+            }
+        })?;
 
         // 3. Seal the records under their subjects' keys, with their deadlines.
         let with_records: Vec<String> = results

@@ -1319,3 +1319,34 @@ async fn forensic_no_trace_of_an_erased_subject_in_the_sqlite_files() {
     assert_eq!(store.vault_counts().await.unwrap(), (1, 1, 1));
     store.close().await;
 }
+
+#[tokio::test]
+async fn concurrent_creations_of_one_person_give_one_subject() {
+    on_each_engine(|env| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let v = env.vault.clone();
+            tasks.push(tokio::spawn(async move {
+                // A caller told to retry does so.
+                loop {
+                    match v
+                        .resolve_subject(&actor(), vec![email("race@example.com")])
+                        .await
+                    {
+                        Ok(r) => return r.subject_id,
+                        Err(VaultError::ConcurrentWrite) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(env.store.vault_counts().await.unwrap().0, 1);
+    })
+    .await;
+}

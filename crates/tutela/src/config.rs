@@ -27,6 +27,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]
+    pub consent: ConsentConfig,
+    #[serde(default)]
     pub console: ConsoleFileConfig,
 }
 
@@ -80,6 +82,17 @@ pub fn parse_interval(text: &str) -> anyhow::Result<Option<std::time::Duration>>
         return Err(hint());
     }
     Ok(Some(std::time::Duration::from_secs(n * unit)))
+}
+
+/// `[consent]`: who may post consent records, and how fast.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Origins of the sites whose pages post choices to Tutela (`https://www.example.com`);
+    /// Tutela's own origin always may. `"*"` allows any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Records accepted per minute from one client address (0: no limit) [default: 60].
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

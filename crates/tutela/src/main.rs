@@ -2,6 +2,7 @@
 
 mod audit_cmd;
 mod config;
+mod consent_job;
 mod context;
 mod jobs;
 mod keys;

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 use std::sync::Arc;
 use tutela_crypto::password::PasswordParams;
+use tutela_http::consent::ConsentOptions;
 use tutela_http::console::ConsoleConfig;
 use tutela_http::{AppState, LoadedRegister, build_app};
 use tutela_vault::Vault;
@@ -18,15 +19,18 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --listen 0.0.0.0:8080 --data-dir /var/lib/tutela
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
-  tutela serve --secure-cookies false          # plain-HTTP development on localhost only
+  tutela serve --secure-cookies false          # plain-HTTP development on another host than localhost
+  tutela serve --consent-origin https://www.example.com   # pages of that site post consent
 
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
 /api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, the vault API under
-/api/v1/subjects (bearer tokens), documented in /api/v1/openapi.json, and the operators' console
-at /console.
+/api/v1/subjects (bearer tokens), documented in /api/v1/openapi.json; the consent banner
+/consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
+/api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read),
+and the operators' console at /console.
 On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
-back it up. The retention job runs every 10 minutes ([retention] interval, or
-TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
+back it up. The retention job (vault records and consent records) runs every 10 minutes
+([retention] interval, or TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
 Once listening, the address is printed on standard output as `listening on http://ADDR`. While no
 operator exists, a one-time link that creates the first administrator follows on the next line
 (valid 24 hours; a restart prints a new one).";
@@ -55,6 +59,21 @@ pub struct ServeArgs {
     /// The address people use to reach Tutela (base of the setup link) [default: http://ADDR].
     #[arg(long, env = "TUTELA_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
+
+    /// An origin whose pages may post consent records (repeat for several; `*` for any)
+    /// [default: Tutela's own origin only].
+    #[arg(
+        long = "consent-origin",
+        env = "TUTELA_CONSENT_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    consent_origins: Vec<String>,
+
+    /// Consent records accepted per minute from one client address; 0 turns the limit off
+    /// [default: 60].
+    #[arg(long, env = "TUTELA_CONSENT_RATE_LIMIT", value_name = "N")]
+    consent_rate_limit: Option<u32>,
 }
 
 pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -69,6 +88,21 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| config::DEFAULT_RETENTION_INTERVAL.to_string());
     let interval = config::parse_interval(&interval)?;
     let policy = &ctx.policy;
+    let mut consent = ConsentOptions::default();
+    consent.allowed_origins = if args.consent_origins.is_empty() {
+        ctx.file.consent.allowed_origins.clone().unwrap_or_default()
+    } else {
+        args.consent_origins.clone()
+    };
+    for o in &consent.allowed_origins {
+        anyhow::ensure!(
+            o == "*" || tutela_domain::consent::normalise_origin(o).is_some(),
+            "invalid consent origin {o:?}: write it as scheme://host[:port], e.g. https://www.example.com"
+        );
+    }
+    if let Some(n) = args.consent_rate_limit.or(ctx.file.consent.rate_limit) {
+        consent.rate_limit_per_minute = n;
+    }
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
     let (register, warnings) = crate::policy_cmd::load_with_warnings(policy)?;
@@ -162,9 +196,10 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             vault.clone(),
         )
         .with_console(console)
-        .with_register_warnings(warnings);
+        .with_register_warnings(warnings)
+        .with_consent_options(&consent);
         let idle = state.console.config.session_idle_secs;
-        let app = build_app(state);
+        let app = build_app(state.clone());
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -173,21 +208,24 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %local, "serving");
         first_admin_link(&store, public_url.as_deref(), local).await?;
         tokio::spawn(purge_sessions(store.clone(), idle));
-        let job = match interval {
-            Some(every) => Some(crate::jobs::spawn_retention(vault, every)),
+        let jobs = match interval {
+            Some(every) => vec![
+                crate::jobs::spawn_retention(vault, every),
+                crate::consent_job::spawn(state, every),
+            ],
             None => {
                 tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");
-                None
+                Vec::new()
             }
         };
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server error")?;
-        if let Some(job) = job {
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+        for job in jobs {
             job.abort();
         }
         tracing::info!("shutting down: closing the database");

@@ -1,12 +1,17 @@
-//! The console in a real browser: headless Chromium driven through chromedriver (WebDriver) by
-//! fantoccini, against the real `tutela serve`.
+//! Browser tests, in one binary, both in Debian's headless Chromium:
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`;
-//! `CHROMIUM` and `CHROMEDRIVER` override the paths). Without them the test says so and skips —
-//! except when `CI` is set, where it fails instead.
+//! * `console_in_headless_chromium` — the operators' console, driven through chromedriver
+//!   (WebDriver) by fantoccini against the real `tutela serve`. Needs `chromium` and
+//!   `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`; `CHROMIUM` and
+//!   `CHROMEDRIVER` override the paths). Screenshots of every page go to
+//!   `test-artifacts/browser/` at the workspace root (ignored by git): look at them after a
+//!   change to the console.
+//! * `consent_banner_in_headless_chromium` — the consent banner (`browser/consent.test.mjs`,
+//!   driven by playwright-core with Debian's chromium). Needs `node`, chromium and `npm ci` in
+//!   `crates/tutela/tests/browser`.
 //!
-//! Screenshots of every page go to `test-artifacts/browser/` at the workspace root (ignored by
-//! git): look at them after a change to the console.
+//! Without what they need the tests say so and skip — except when `CI` is set, where a missing
+//! piece is a failure.
 
 mod support;
 
@@ -521,4 +526,57 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     }
     assert_eq!(labels, ["Overview", "Register", "My account"]);
     b.sign_out().await;
+}
+
+fn missing_piece(dir: &Path) -> Option<String> {
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("`node` is not installed (apt-get install nodejs npm)".into());
+    }
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        return Some(format!(
+            "{} does not exist (apt-get install chromium chromium-driver, or set CHROMIUM)",
+            chromium.display()
+        ));
+    }
+    for package in ["playwright-core", "vanilla-cookieconsent"] {
+        if !dir.join("node_modules").join(package).exists() {
+            return Some(format!(
+                "{package} is not installed: run `npm ci` in {}",
+                dir.display()
+            ));
+        }
+    }
+    None
+}
+
+#[test]
+fn consent_banner_in_headless_chromium() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if let Some(why) = missing_piece(&dir) {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set, so the browser tests may not skip: {why}");
+        }
+        eprintln!("SKIPPED consent_banner_in_headless_chromium: {why}");
+        return;
+    }
+    let out = Command::new("node")
+        .arg("consent.test.mjs")
+        .current_dir(&dir)
+        .env("TUTELA_BIN", env!("CARGO_BIN_EXE_tutela"))
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "browser tests failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(!stdout.contains("not ok"), "{stdout}");
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod consent;
 mod foundation;
 mod operators;
 mod tokens;
