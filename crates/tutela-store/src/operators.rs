@@ -631,6 +631,60 @@ impl Store {
             .collect()
     }
 
+    /// The newest event of a kind, if any.
+    pub async fn last_operator_event(&self, event: &str) -> Result<Option<OperatorEvent>> {
+        let row = sqlx::query(
+            "SELECT id, at, operator_id, event, detail FROM operator_events \
+             WHERE event = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(event)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(OperatorEvent {
+                id: row.try_get("id")?,
+                at: row.try_get("at")?,
+                operator_id: row.try_get("operator_id")?,
+                event: row.try_get("event")?,
+                detail: row.try_get("detail")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// When the retention job last deleted records, and how many it deleted then (read from the
+    /// audit log, where each purge run appends one `retention_purge` entry per purpose).
+    pub async fn last_retention_purge(&self) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query(
+            "SELECT time_ms FROM audit_log WHERE action = 'retention_purge' ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let time_ms: i64 = row.try_get(0)?;
+        let rows = sqlx::query(
+            "SELECT details FROM audit_log WHERE action = 'retention_purge' AND time_ms = $1",
+        )
+        .bind(time_ms)
+        .fetch_all(self.pool())
+        .await?;
+        let mut records = 0i64;
+        for r in rows {
+            let details: String = r.try_get(0)?;
+            // `{"records":N,…}` — written by the vault; a malformed entry counts as 0.
+            records += details
+                .split("\"records\":")
+                .nth(1)
+                .and_then(|rest| {
+                    rest.split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .and_then(|n| n.parse::<i64>().ok())
+                })
+                .unwrap_or(0);
+        }
+        Ok(Some((time_ms / 1000, records)))
+    }
+
     /// How many events of a kind happened since `since`.
     pub async fn count_operator_events(&self, event: &str, since: i64) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) FROM operator_events WHERE event = $1 AND at >= $2")

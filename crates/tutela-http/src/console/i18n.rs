@@ -268,6 +268,12 @@ strings! {
     audit_panel: "Audit log", "Journal d’audit";
     audit_entries: "Entries", "Entrées";
     open_audit: "Open and verify the audit log", "Ouvrir et vérifier le journal d’audit";
+    last_verified: "Last verified", "Dernière vérification";
+    intact: "intact", "intacte";
+    broken: "broken", "rompue";
+    last_purge: "Last retention purge", "Dernière purge de conservation";
+    records_deleted: "records deleted", "enregistrements supprimés";
+    no_purge_yet: "nothing has expired yet", "rien n’a encore expiré";
 }
 
 /// The console's language: the operator's choice, else `?lang=`, else `Accept-Language`, else

@@ -51,6 +51,10 @@ struct OverviewPage {
     warnings: usize,
     security: Option<SecurityPanel>,
     audit_entries: Option<i64>,
+    /// When the audit chain was last verified from the console, and the outcome.
+    audit_verified: Option<(String, bool)>,
+    /// The last retention purge: when, and how many records.
+    last_purge: Option<(String, i64)>,
     role_long: &'static str,
     has_totp: bool,
     recovery_left: i64,
@@ -96,6 +100,23 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
     } else {
         None
     };
+    let (audit_verified, last_purge) = if audit_entries.is_some() {
+        let verified = state
+            .store
+            .last_operator_event("audit_verified")
+            .await
+            .map_err(|e| signed.internal("last verification", e))?
+            .map(|e| (fmt_time(Some(e.at)), e.detail.as_deref() == Some("intact")));
+        let purge = state
+            .store
+            .last_retention_purge()
+            .await
+            .map_err(|e| signed.internal("last purge", e))?
+            .map(|(at, n)| (fmt_time(Some(at)), n));
+        (verified, purge)
+    } else {
+        (None, None)
+    };
     let recovery_left = state
         .store
         .recovery_codes_left(&signed.operator.id)
@@ -115,6 +136,8 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
         warnings: state.register_warnings.len(),
         security,
         audit_entries,
+        audit_verified,
+        last_purge,
         role_long: t.role_long(signed.role),
         has_totp: signed.operator.totp_secret.is_some(),
         recovery_left,

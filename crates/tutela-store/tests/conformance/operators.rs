@@ -412,3 +412,76 @@ async fn security_log_pages_newest_first() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn overview_reads_the_last_verification_and_the_last_purge() {
+    on_each_engine(|store| async move {
+        assert!(
+            store
+                .last_operator_event("audit_verified")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store
+            .record_operator_event(10, Some("a1"), "audit_verified", Some("intact"))
+            .await
+            .unwrap();
+        store
+            .record_operator_event(20, Some("a1"), "audit_verified", Some("broken"))
+            .await
+            .unwrap();
+        store
+            .record_operator_event(30, Some("a1"), "login", None)
+            .await
+            .unwrap();
+        let last = store
+            .last_operator_event("audit_verified")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.at, last.detail.as_deref()), (20, Some("broken")));
+
+        assert_eq!(store.last_retention_purge().await.unwrap(), None);
+        let entry = |time_ms: i64, action: &str, purpose: &str, details: &str| {
+            tutela_store::NewAuditEntry {
+                time_ms,
+                actor: "job:retention".into(),
+                action: action.into(),
+                purpose: purpose.into(),
+                subject_commitment: None,
+                details: details.into(),
+            }
+        };
+        let hash = |_: &[u8; 32], seq: i64, _: &tutela_store::NewAuditEntry| [seq as u8; 32];
+        store
+            .append_audit(
+                &[
+                    entry(
+                        5_000,
+                        "retention_purge",
+                        "support",
+                        r#"{"records":4,"deadline_before":5}"#,
+                    ),
+                    entry(
+                        9_000,
+                        "retention_purge",
+                        "support",
+                        r#"{"records":2,"deadline_before":9}"#,
+                    ),
+                    entry(
+                        9_000,
+                        "retention_purge",
+                        "hotline",
+                        r#"{"records":3,"deadline_before":9}"#,
+                    ),
+                    entry(9_500, "retention_shred", "", r#"{"subjects":1}"#),
+                ],
+                hash,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.last_retention_purge().await.unwrap(), Some((9, 5)));
+    })
+    .await;
+}
