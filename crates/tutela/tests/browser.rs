@@ -316,8 +316,24 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     b.submit("form button.primary").await;
     assert_eq!(b.path().await, "/console");
 
-    // 3. Every page an administrator has.
+    // 3. Every page an administrator has, all reachable from the navigation.
     b.shot("06-overview").await;
+    let mut labels = Vec::new();
+    for a in b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap() {
+        labels.push(a.text().await.unwrap());
+    }
+    assert_eq!(
+        labels,
+        [
+            "Overview",
+            "Register",
+            "Audit log",
+            "Sign-in log",
+            "Operators",
+            "API tokens",
+            "My account"
+        ]
+    );
     for (path, name, heading) in [
         (
             "/console/register",
@@ -453,6 +469,11 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     b.go("/console/security").await;
     assert!(b.text().await.contains("Access refused"));
     b.shot("19-support-refused").await;
+    let mut labels = Vec::new();
+    for a in b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap() {
+        labels.push(a.text().await.unwrap());
+    }
+    assert_eq!(labels, ["Overview", "Subjects", "Register", "My account"]);
     // Support looks a person up, for a support purpose, and sees only support data.
     b.go("/console/subjects").await;
     let options =

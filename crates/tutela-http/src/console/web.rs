@@ -436,9 +436,19 @@ impl Signed {
             self.can(Permission::ViewOverview),
         );
         item(
+            "/console/subjects",
+            t.nav_subjects,
+            self.can(Permission::ReadSupportData),
+        );
+        item(
             "/console/register",
             t.nav_register,
             self.can(Permission::ViewRegister),
+        );
+        item(
+            "/console/audit",
+            t.nav_audit,
+            self.can(Permission::ViewAuditLog),
         );
         item(
             "/console/security",
