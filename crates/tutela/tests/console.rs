@@ -643,6 +643,14 @@ async fn roles_are_enforced_by_the_server_and_operators_are_managed_from_the_cli
                 .await;
         }
     }
+    // A sign-in waiting for its code can be abandoned ("Cancel and sign out").
+    let page = again.get("/console/login/code").await;
+    assert!(page.body.contains("Cancel and sign out"));
+    let res = again
+        .post("/console/logout", &form(&[("csrf", &page.csrf())]))
+        .await;
+    assert_eq!(res.location(), "/console/login?m=signed_out");
+    assert_eq!(again.get("/console/login").await.status, 200);
 
     for args in [
         vec!["operators", "--help"],

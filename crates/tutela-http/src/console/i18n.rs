@@ -53,6 +53,7 @@ strings! {
     field_code: "Code", "Code";
     field_code_hint: "6 digits, or a recovery code such as ABCD-EFGH-JKMN-PQRS", "6 chiffres, ou un code de secours comme ABCD-EFGH-JKMN-PQRS";
     verify: "Verify", "Vérifier";
+    cancel_sign_in: "Cancel and sign out", "Annuler et se déconnecter";
     factor_failed: "This code is not valid, or it was already used.", "Ce code n’est pas valide, ou il a déjà servi.";
     factor_locked: "Too many wrong codes. Sign in again.", "Trop de codes erronés. Reconnectez-vous.";
 
