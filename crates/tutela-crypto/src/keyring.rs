@@ -295,6 +295,9 @@ pub enum SubKeyPurpose {
     /// Root from which the analytics pseudonymisation salts are derived
     /// (see [`SubKey::derive_bytes`]).
     AnalyticsSalt,
+    /// Encryption of console operators' second-factor secrets (see
+    /// [`SubjectKey::for_operator_secrets`](crate::SubjectKey::for_operator_secrets)).
+    OperatorSecrets,
 }
 
 impl SubKeyPurpose {
@@ -305,6 +308,7 @@ impl SubKeyPurpose {
             SubKeyPurpose::BlindIndex => "blind-index",
             SubKeyPurpose::AuditCommitment => "audit-commitment",
             SubKeyPurpose::AnalyticsSalt => "analytics-salt",
+            SubKeyPurpose::OperatorSecrets => "operator-secrets",
         }
     }
 }
@@ -487,6 +491,7 @@ mod tests {
             SubKeyPurpose::BlindIndex,
             SubKeyPurpose::AuditCommitment,
             SubKeyPurpose::AnalyticsSalt,
+            SubKeyPurpose::OperatorSecrets,
         ];
         let keys: Vec<[u8; 32]> = purposes.iter().map(|&p| *k.derive(p).bytes()).collect();
         for i in 0..keys.len() {

@@ -2,7 +2,8 @@
 //!
 //! The store holds no secret in usable form: passwords as Argon2id PHC strings, recovery codes,
 //! session ids and setup tokens as SHA-256 hashes (computed by `tutela-crypto`). The TOTP secret
-//! must be readable to check codes; it is stored as is (see ARCHITECTURE.md).
+//! must be readable to check codes; the console stores it sealed under the vault's
+//! operator-secrets key (see ARCHITECTURE.md), so this module only sees ciphertext.
 //!
 //! Roles and session stages are plain strings here; their meaning lives in `tutela-domain` and
 //! `tutela-http`.
@@ -22,7 +23,7 @@ pub struct Operator {
     pub role: String,
     /// Argon2id PHC string; None until the operator chose a password (invitation pending).
     pub password_hash: Option<String>,
-    /// TOTP secret; None until the operator enrolled a second factor.
+    /// TOTP secret, sealed by the caller; None until the operator enrolled a second factor.
     pub totp_secret: Option<Vec<u8>>,
     /// The last TOTP time step accepted (each step is accepted once).
     pub totp_last_step: Option<i64>,

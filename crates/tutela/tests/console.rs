@@ -235,6 +235,20 @@ async fn logs_of_a_full_flow_hold_no_session_csrf_password_or_second_factor_mate
 
     secrets.extend(c.seen_cookies.iter().cloned());
     let log = server.stop();
+    // The TOTP secret is stored sealed: its bytes are nowhere in the database files.
+    let raw = tutela_crypto::totp::TotpSecret::from_base32(&key).unwrap();
+    let raw = raw.as_bytes();
+    let mut files = 0;
+    for name in ["tutela.db", "tutela.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(name)) {
+            files += 1;
+            assert!(
+                !bytes.windows(raw.len()).any(|w| w == raw),
+                "{name} holds the TOTP secret in clear"
+            );
+        }
+    }
+    assert!(files >= 1, "the database file was read");
     assert!(
         log.contains("\"route\":\"/console/login\""),
         "json request logs expected:\n{log}"

@@ -270,8 +270,8 @@ pub(crate) async fn code(
     let now = now();
     let mut ok = false;
     let mut via_recovery = false;
-    if let Some(secret) = op.totp_secret.as_deref()
-        && let Ok(secret) = TotpSecret::from_bytes(secret)
+    if let Some(sealed) = op.totp_secret.as_deref()
+        && let Ok(secret) = open_totp(&state, &op.id, sealed)
         && let Some(step) = secret.verify(&code, u64::try_from(now).unwrap_or(0))
     {
         ok = state
@@ -331,6 +331,24 @@ pub(crate) async fn code(
 
 // --- enrolment -------------------------------------------------------------------------------
 
+/// TOTP secrets are stored sealed under the vault's operator-secrets key, bound to the operator.
+fn seal_totp(state: &AppState, operator_id: &str, secret: &TotpSecret) -> Result<Vec<u8>, String> {
+    state
+        .vault
+        .keys()
+        .seal_operator_secret(operator_id, secret.as_bytes())
+        .map_err(|e| e.to_string())
+}
+
+fn open_totp(state: &AppState, operator_id: &str, sealed: &[u8]) -> Result<TotpSecret, String> {
+    let plain = state
+        .vault
+        .keys()
+        .open_operator_secret(operator_id, sealed)
+        .map_err(|e| e.to_string())?;
+    TotpSecret::from_bytes(&plain).map_err(|e| e.to_string())
+}
+
 #[derive(Template)]
 #[template(path = "console/enroll.html")]
 struct EnrollPage {
@@ -354,20 +372,23 @@ async fn enroll_response(
     flash: Option<Flash>,
 ) -> Result<Response> {
     // The secret being enrolled waits in the session row until a code confirms it.
+    let op_id = &found.operator.id;
     let secret = match found.row.pending_totp.as_deref() {
-        Some(bytes) => TotpSecret::from_bytes(bytes),
+        Some(sealed) => open_totp(state, op_id, sealed)
+            .map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?,
         None => {
             let s =
                 TotpSecret::generate().map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?;
+            let sealed = seal_totp(state, op_id, &s)
+                .map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?;
             state
                 .store
-                .set_session_stage(&found.hash, &found.row.stage, Some(s.as_bytes()))
+                .set_session_stage(&found.hash, &found.row.stage, Some(&sealed))
                 .await
                 .map_err(|e| ConsoleError::internal(t, "pending TOTP", e))?;
-            Ok(s)
+            s
         }
-    }
-    .map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?;
+    };
     let issuer = format!("Tutela ({})", controller(state));
     let uri = secret
         .provisioning_uri(&issuer, &found.operator.login)
@@ -433,8 +454,8 @@ pub(crate) async fn enroll(
     let Some(pending) = found.row.pending_totp.as_deref().filter(|_| allowed) else {
         return Ok(redirect_with("/console/enroll", vec![]));
     };
-    let secret =
-        TotpSecret::from_bytes(pending).map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?;
+    let secret = open_totp(&state, &found.operator.id, pending)
+        .map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?;
     let code = form.code.take();
     let Some(step) = secret.verify(&code, u64::try_from(now()).unwrap_or(0)) else {
         let failures = state
@@ -457,11 +478,13 @@ pub(crate) async fn enroll(
         totp::new_recovery_codes().map_err(|e| ConsoleError::internal(t, "recovery codes", e))?;
     let hashes: Vec<[u8; 32]> = codes.iter().map(|c| c.hash).collect();
     let op = &found.operator;
+    let sealed = seal_totp(&state, &op.id, &secret)
+        .map_err(|e| ConsoleError::internal(t, "TOTP secret", e))?;
     state
         .store
         .enroll_totp(
             &op.id,
-            secret.as_bytes(),
+            &sealed,
             i64::try_from(step).unwrap_or(i64::MAX),
             &hashes,
         )
