@@ -346,6 +346,30 @@ impl Store {
         q_events(&mut conn, subject_ids).await
     }
 
+    /// SQLite: the ids of up to `limit` records past their deadline at `now` and not on legal
+    /// hold, earliest deadlines first, returned in ascending id order (one JSON row from the
+    /// deadline index rather than one channel message per id).
+    pub async fn vault_expired_ids(&self, now: i64, limit: i64) -> Result<Vec<i64>> {
+        let json: String = sqlx::query(
+            "SELECT json_group_array(id) FROM (SELECT id FROM vault_records \
+             WHERE deadline <= $1 AND legal_hold = FALSE ORDER BY deadline LIMIT $2)",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_one(self.pool())
+        .await?
+        .try_get(0)?;
+        let inner = json.trim_start_matches('[').trim_end_matches(']');
+        let mut ids = inner
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim().parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| sqlx::Error::Protocol("bad id list".into()))?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// How many records are past their deadline and not on legal hold, per purpose (what the
     /// retention job would delete at `now`).
     pub async fn vault_expired_counts(&self, now: i64) -> Result<BTreeMap<String, u64>> {
@@ -716,8 +740,21 @@ impl VaultTx {
         Ok(())
     }
 
+    /// SQLite: `secure_delete = ON` for what follows. It is the connection's setting from the
+    /// start; setting it again before erasing means that no earlier statement on this pooled
+    /// connection (the purge relaxes it for one statement and restores it) can weaken an erasure.
+    async fn ensure_secure_delete(&mut self) -> Result<()> {
+        if self.engine == Engine::Sqlite {
+            sqlx::query("PRAGMA secure_delete = ON")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes records of a subject by id; returns how many were deleted.
     pub async fn delete_records(&mut self, subject_id: &str, ids: &[i64]) -> Result<u64> {
+        self.ensure_secure_delete().await?;
         let mut n = 0;
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -736,6 +773,7 @@ impl VaultTx {
     /// Of `subject_ids`, deletes those without any record left: identifiers, events and the
     /// subject row with its wrapped key (crypto-shredding). Returns how many were deleted.
     pub async fn shred_if_empty(&mut self, subject_ids: &[String]) -> Result<u64> {
+        self.ensure_secure_delete().await?;
         let mut shredded = 0;
         for chunk in subject_ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -801,6 +839,115 @@ impl VaultTx {
         subjects.dedup();
         batch.subjects_shredded = self.shred_if_empty(&subjects).await?;
         Ok(batch)
+    }
+
+    /// SQLite: deletes the records among `ids` that are past their deadline at `now` and not on
+    /// legal hold (a hold placed since the ids were listed wins), then shreds the subjects this
+    /// left without any record. `ids` should be ascending: the rows are then deleted in rowid
+    /// order, so each table page is visited once per batch instead of once per purpose.
+    ///
+    /// Everything happens in SQL, with the ids and subject ids passed as one JSON array each:
+    /// no row crosses sqlx's worker-thread channel except the per-purpose counts (the first
+    /// version returned every deleted row, a channel message and a thread wake-up per row).
+    ///
+    /// The record `DELETE` runs with `secure_delete = FAST` (cells are zeroed inside the pages
+    /// that are written anyway, but freed pages are not rewritten with zeros); the subject,
+    /// identifier and event deletions run with `secure_delete = ON`. ARCHITECTURE.md ("Erasure:
+    /// what it guarantees") explains what this leaves in the file and why it is harmless.
+    pub async fn purge_ids_sqlite(&mut self, ids: &[i64], now: i64) -> Result<PurgedBatch> {
+        debug_assert_eq!(self.engine, Engine::Sqlite);
+        let mut batch = PurgedBatch::default();
+        if ids.is_empty() {
+            return Ok(batch);
+        }
+        let mut list = String::with_capacity(ids.len() * 9 + 2);
+        list.push('[');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&id.to_string());
+        }
+        list.push(']');
+        const BATCH: &str = "FROM vault_records WHERE id IN (SELECT value FROM json_each(?1)) \
+                             AND deadline <= ?2 AND legal_hold = FALSE";
+        let counts = sqlx::query(AssertSqlSafe(format!(
+            "SELECT purpose, COUNT(*) {BATCH} GROUP BY purpose"
+        )))
+        .bind(&list)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in &counts {
+            let n = r.try_get::<i64, _>(1)? as u64;
+            batch.per_purpose.insert(r.try_get(0)?, n);
+            batch.records += n;
+        }
+        if batch.records == 0 {
+            return Ok(batch);
+        }
+        let subjects: String = sqlx::query(AssertSqlSafe(format!(
+            "SELECT json_group_array(subject_id) FROM (SELECT DISTINCT subject_id {BATCH})"
+        )))
+        .bind(&list)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query("PRAGMA secure_delete = FAST")
+            .execute(&mut *self.tx)
+            .await?;
+        let deleted = sqlx::query(AssertSqlSafe(format!("DELETE {BATCH}")))
+            .bind(&list)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await;
+        // Back to ON before anything else runs on this connection, error or not.
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *self.tx)
+            .await?;
+        if deleted?.rows_affected() != batch.records {
+            return Err(sqlx::Error::Protocol("purge count mismatch".into()).into());
+        }
+        batch.subjects_shredded = self.shred_if_empty_sqlite(&subjects).await?;
+        Ok(batch)
+    }
+
+    /// SQLite: of the subjects in `subjects_json` (a JSON array of ids), deletes those without
+    /// any record left — identifiers, events, then the subject row with its wrapped key — with
+    /// `secure_delete = ON` (set again here, whatever the connection was left with).
+    async fn shred_if_empty_sqlite(&mut self, subjects_json: &str) -> Result<u64> {
+        self.ensure_secure_delete().await?;
+        let empty: String = sqlx::query(
+            "SELECT json_group_array(id) FROM vault_subjects \
+             WHERE id IN (SELECT value FROM json_each(?1)) AND NOT EXISTS \
+             (SELECT 1 FROM vault_records r WHERE r.subject_id = vault_subjects.id)",
+        )
+        .bind(subjects_json)
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get(0)?;
+        if empty == "[]" {
+            return Ok(0);
+        }
+        let mut shredded = 0;
+        for (table, column) in [
+            ("vault_identifiers", "subject_id"),
+            ("vault_events", "subject_id"),
+            ("vault_subjects", "id"),
+        ] {
+            let sql =
+                format!("DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?1))");
+            let n = sqlx::query(AssertSqlSafe(sql))
+                .bind(&empty)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+            if table == "vault_subjects" {
+                shredded = n;
+            }
+        }
+        Ok(shredded)
     }
 
     /// Subjects by id, read inside the transaction.
