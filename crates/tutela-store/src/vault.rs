@@ -815,7 +815,8 @@ impl VaultTx {
     }
 
     /// Deletes up to `limit` records past their deadline (not on legal hold), then the
-    /// subjects those deletions left without any record (crypto-shredding).
+    /// subjects those deletions left without any record (crypto-shredding). The vault uses it
+    /// on PostgreSQL; on SQLite it lists the ids first and calls [`VaultTx::purge_ids_sqlite`].
     pub async fn purge_expired(&mut self, now: i64, limit: i64) -> Result<PurgedBatch> {
         let rows = sqlx::query(
             "DELETE FROM vault_records WHERE id IN (SELECT id FROM vault_records \
