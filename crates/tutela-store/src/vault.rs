@@ -346,19 +346,36 @@ impl Store {
         q_events(&mut conn, subject_ids).await
     }
 
-    /// SQLite: the ids of up to `limit` records past their deadline at `now` and not on legal
-    /// hold, earliest deadlines first, returned in ascending id order (one JSON row from the
-    /// deadline index rather than one channel message per id).
-    pub async fn vault_expired_ids(&self, now: i64, limit: i64) -> Result<Vec<i64>> {
-        let json: String = sqlx::query(
-            "SELECT json_group_array(id) FROM (SELECT id FROM vault_records \
-             WHERE deadline <= $1 AND legal_hold = FALSE ORDER BY deadline LIMIT $2)",
+    /// SQLite: the ids of up to `limit` records past their deadline at `now`, in (deadline, id)
+    /// order after `after` (a cursor returned by the previous call), returned sorted by id,
+    /// with the cursor to continue from (`None` when this was the last round).
+    ///
+    /// The listing reads only the deadline index (covering: `legal_hold` is *not* checked here,
+    /// which would read the table row of every expired record — a full pass over the table per
+    /// purpose, 300 MB each at 1M records). Records on legal hold are listed but never deleted:
+    /// the deleting statement checks `legal_hold = FALSE` (and the deadline) again. One JSON
+    /// row crosses sqlx's worker channel, not one message per id.
+    pub async fn vault_expired_ids(
+        &self,
+        now: i64,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<(Vec<i64>, Option<(i64, i64)>)> {
+        let (d, id) = after.unwrap_or((i64::MIN, i64::MIN));
+        let row = sqlx::query(
+            "SELECT json_group_array(id), max(deadline), count(*) FROM (SELECT id, deadline \
+             FROM vault_records WHERE deadline <= $1 AND (deadline, id) > ($2, $3) \
+             ORDER BY deadline, id LIMIT $4)",
         )
         .bind(now)
+        .bind(d)
+        .bind(id)
         .bind(limit)
         .fetch_one(self.pool())
-        .await?
-        .try_get(0)?;
+        .await?;
+        let json: String = row.try_get(0)?;
+        let last_deadline: Option<i64> = row.try_get(1)?;
+        let n: i64 = row.try_get(2)?;
         let inner = json.trim_start_matches('[').trim_end_matches(']');
         let mut ids = inner
             .split(',')
@@ -366,8 +383,13 @@ impl Store {
             .map(|s| s.trim().parse::<i64>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| sqlx::Error::Protocol("bad id list".into()))?;
+        // The array is in (deadline, id) order: its last id goes with the largest deadline.
+        let cursor = match (ids.last(), last_deadline) {
+            (Some(&last), Some(d)) if n >= limit => Some((d, last)),
+            _ => None,
+        };
         ids.sort_unstable();
-        Ok(ids)
+        Ok((ids, cursor))
     }
 
     /// How many records are past their deadline and not on legal hold, per purpose (what the

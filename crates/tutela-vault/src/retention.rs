@@ -73,14 +73,20 @@ impl Vault {
         // ascending id order, `batch` per transaction. Deleting in deadline order instead
         // visited every table page once per purpose (each purpose's deadlines form one run).
         let mut pending: Vec<i64> = Vec::new();
+        let mut cursor = None;
         let mut listed_all = false;
         loop {
             if sqlite && pending.is_empty() {
                 if listed_all {
                     break;
                 }
-                pending = self.store.vault_expired_ids(now, SQLITE_ID_ROUND).await?;
-                listed_all = (pending.len() as i64) < SQLITE_ID_ROUND;
+                let (ids, next) = self
+                    .store
+                    .vault_expired_ids(now, cursor, SQLITE_ID_ROUND)
+                    .await?;
+                pending = ids;
+                listed_all = next.is_none();
+                cursor = next;
                 pending.reverse();
                 if pending.is_empty() {
                     break;
