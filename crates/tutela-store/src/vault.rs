@@ -894,29 +894,34 @@ impl VaultTx {
         list.push(']');
         const BATCH: &str = "FROM vault_records WHERE id IN (SELECT value FROM json_each(?1)) \
                              AND deadline <= ?2 AND legal_hold = FALSE";
+        // One pass over the batch's rows: per-purpose counts and the distinct subjects of each
+        // purpose (a subject may appear under several: duplicates are harmless in the shredding
+        // statements' `IN` lists).
         let counts = sqlx::query(AssertSqlSafe(format!(
-            "SELECT purpose, COUNT(*) {BATCH} GROUP BY purpose"
+            "SELECT purpose, COUNT(*), json_group_array(DISTINCT subject_id) {BATCH} GROUP BY purpose"
         )))
         .bind(&list)
         .bind(now)
         .fetch_all(&mut *self.tx)
         .await?;
+        let mut subjects = String::from("[");
         for r in &counts {
             let n = r.try_get::<i64, _>(1)? as u64;
             batch.per_purpose.insert(r.try_get(0)?, n);
             batch.records += n;
+            let ids: String = r.try_get(2)?;
+            let inner = ids.trim_start_matches('[').trim_end_matches(']');
+            if !inner.is_empty() {
+                if subjects.len() > 1 {
+                    subjects.push(',');
+                }
+                subjects.push_str(inner);
+            }
         }
+        subjects.push(']');
         if batch.records == 0 {
             return Ok(batch);
         }
-        let subjects: String = sqlx::query(AssertSqlSafe(format!(
-            "SELECT json_group_array(subject_id) FROM (SELECT DISTINCT subject_id {BATCH})"
-        )))
-        .bind(&list)
-        .bind(now)
-        .fetch_one(&mut *self.tx)
-        .await?
-        .try_get(0)?;
         sqlx::query("PRAGMA secure_delete = FAST")
             .execute(&mut *self.tx)
             .await?;
