@@ -1350,7 +1350,13 @@ async fn forensic_no_wrapped_key_or_blind_index_of_a_purged_subject_in_the_sqlit
             })
             .collect();
         v.put_records(&actor(), &s, records).await.unwrap();
-        let wrapped = env.store.vault_subject(&s).await.unwrap().unwrap().wrapped_key;
+        let wrapped = env
+            .store
+            .vault_subject(&s)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped_key;
         let indexes: Vec<Vec<u8>> = env
             .store
             .vault_identifiers(&s)
