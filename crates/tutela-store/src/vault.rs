@@ -363,9 +363,11 @@ impl Store {
     ) -> Result<(Vec<i64>, Option<(i64, i64)>)> {
         let (d, id) = after.unwrap_or((i64::MIN, i64::MIN));
         let row = sqlx::query(
-            "SELECT json_group_array(id), max(deadline), count(*) FROM (SELECT id, deadline \
-             FROM vault_records WHERE deadline <= $1 AND (deadline, id) > ($2, $3) \
-             ORDER BY deadline, id LIMIT $4)",
+            "WITH listed AS (SELECT id, deadline FROM vault_records \
+             WHERE deadline <= $1 AND (deadline, id) > ($2, $3) ORDER BY deadline, id LIMIT $4) \
+             SELECT json_group_array(id), max(deadline), count(*), \
+             (SELECT max(id) FROM listed WHERE deadline = (SELECT max(deadline) FROM listed)) \
+             FROM listed",
         )
         .bind(now)
         .bind(d)
@@ -376,6 +378,7 @@ impl Store {
         let json: String = row.try_get(0)?;
         let last_deadline: Option<i64> = row.try_get(1)?;
         let n: i64 = row.try_get(2)?;
+        let last_id: Option<i64> = row.try_get(3)?;
         let inner = json.trim_start_matches('[').trim_end_matches(']');
         let mut ids = inner
             .split(',')
@@ -383,9 +386,9 @@ impl Store {
             .map(|s| s.trim().parse::<i64>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| sqlx::Error::Protocol("bad id list".into()))?;
-        // The array is in (deadline, id) order: its last id goes with the largest deadline.
-        let cursor = match (ids.last(), last_deadline) {
-            (Some(&last), Some(d)) if n >= limit => Some((d, last)),
+        // The last listed row in (deadline, id) order: where the next round starts.
+        let cursor = match (last_deadline, last_id) {
+            (Some(d), Some(last)) if n >= limit => Some((d, last)),
             _ => None,
         };
         ids.sort_unstable();
