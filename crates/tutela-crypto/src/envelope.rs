@@ -60,6 +60,20 @@ impl SubjectKey {
         }
     }
 
+    /// A data key for [`seal`]/[`open`] made from a sub-key derived for
+    /// [`SubKeyPurpose::OperatorSecrets`] (the console's TOTP secrets are sealed with it).
+    pub fn for_operator_secrets(key: &SubKey) -> Result<SubjectKey, CryptoError> {
+        if key.purpose() != SubKeyPurpose::OperatorSecrets {
+            return Err(CryptoError::WrongSubKey {
+                expected: SubKeyPurpose::OperatorSecrets,
+                actual: key.purpose(),
+            });
+        }
+        let mut bytes = Box::new([0u8; KEY_LEN]);
+        bytes.copy_from_slice(key.bytes());
+        Ok(SubjectKey { bytes })
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(<&Key>::from(&*self.bytes))
     }

@@ -298,6 +298,9 @@ pub enum SubKeyPurpose {
     /// Root of the rights-request keys (sealing requester details, their blind index, form
     /// tokens and verification-code hashes); see `tutela-rights`.
     RightsRequests,
+    /// Encryption of console operators' second-factor secrets (see
+    /// [`SubjectKey::for_operator_secrets`](crate::SubjectKey::for_operator_secrets)).
+    OperatorSecrets,
 }
 
 impl SubKeyPurpose {
@@ -309,6 +312,7 @@ impl SubKeyPurpose {
             SubKeyPurpose::AuditCommitment => "audit-commitment",
             SubKeyPurpose::AnalyticsSalt => "analytics-salt",
             SubKeyPurpose::RightsRequests => "rights-requests",
+            SubKeyPurpose::OperatorSecrets => "operator-secrets",
         }
     }
 }
@@ -492,6 +496,7 @@ mod tests {
             SubKeyPurpose::AuditCommitment,
             SubKeyPurpose::AnalyticsSalt,
             SubKeyPurpose::RightsRequests,
+            SubKeyPurpose::OperatorSecrets,
         ];
         let keys: Vec<[u8; 32]> = purposes.iter().map(|&p| *k.derive(p).bytes()).collect();
         for i in 0..keys.len() {

@@ -4,6 +4,7 @@
 
 pub mod consent;
 pub mod notice;
+pub mod operator;
 pub mod register;
 pub mod retention;
 pub mod rights;

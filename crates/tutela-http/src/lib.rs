@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod consent;
+pub mod console;
 mod error;
 mod middleware;
 mod public;
@@ -43,6 +44,10 @@ pub struct AppState {
     pub rights: Option<tutela_rights::RightsService>,
     /// The execution engine (sources and connectors) behind `start_execution` and `finish`.
     pub executor: Option<Arc<tutela_rights::execute::Executor>>,
+    /// The operators' console: settings, sign-in throttle, hashing slots.
+    pub console: Arc<console::ConsoleState>,
+    /// The register's validation warnings (shown in the console).
+    pub register_warnings: Arc<Vec<tutela_domain::Diagnostic>>,
     /// Consent records: writer, allowed origins, rate limit.
     pub consent: consent::ConsentState,
 }
@@ -63,6 +68,8 @@ impl AppState {
             metrics: metrics_handle(),
             rights: None,
             executor: None,
+            console: Arc::new(console::ConsoleState::new(console::ConsoleConfig::default())),
+            register_warnings: Arc::new(Vec::new()),
         }
     }
 
@@ -75,6 +82,18 @@ impl AppState {
     /// Adds the rights engine (portal `/rights` and `/api/v1/rights/…`).
     pub fn with_rights(mut self, rights: tutela_rights::RightsService) -> Self {
         self.rights = Some(rights);
+        self
+    }
+
+    /// Replaces the console settings.
+    pub fn with_console(mut self, config: console::ConsoleConfig) -> Self {
+        self.console = Arc::new(console::ConsoleState::new(config));
+        self
+    }
+
+    /// Records the register's validation warnings for the console.
+    pub fn with_register_warnings(mut self, warnings: Vec<tutela_domain::Diagnostic>) -> Self {
+        self.register_warnings = Arc::new(warnings);
         self
     }
 
@@ -113,6 +132,7 @@ pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
         .merge(rights::routes())
+        .merge(console::routes())
         .merge(vault_api::routes())
         .merge(consent::routes())
         .fallback(error::not_found)

@@ -19,9 +19,6 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// The register (`policy.toml`). Relative paths are relative to the config file.
     pub policy: Option<PathBuf>,
-    /// Public base URL of this server, used in links sent by e-mail (e.g. the rights
-    /// verification link). Default: `http://<listen address>`.
-    pub public_url: Option<String>,
     /// The vault's key file [default: `<data_dir>/master.key`]. Relative paths are relative
     /// to the config file.
     pub master_key_file: Option<PathBuf>,
@@ -37,6 +34,24 @@ pub struct FileConfig {
     pub connectors: ConnectorsConfig,
     #[serde(default)]
     pub consent: ConsentConfig,
+    #[serde(default)]
+    pub console: ConsoleFileConfig,
+}
+
+/// The `[console]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleFileConfig {
+    /// Mark console cookies `Secure` (default true). Turn off only for plain-HTTP development.
+    pub secure_cookies: Option<bool>,
+    /// Take the client address from `X-Forwarded-For` (default false; only behind a proxy that
+    /// sets it).
+    pub trust_forwarded_for: Option<bool>,
+    /// The address people use to reach Tutela, e.g. "https://privacy.example.com": the base of
+    /// the setup links printed by `serve` and `operators add`.
+    pub public_url: Option<String>,
+    /// The register purposes whose data the support role may read [default: support, hotline].
+    pub support_purposes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,7 +16,7 @@ pub fn build(
     register: &Register,
     store: Store,
     keys: RightsKeys,
-    default_public_url: &str,
+    public_url: &str,
 ) -> anyhow::Result<RightsService> {
     let transport = std::env::var("TUTELA_MAIL_TRANSPORT")
         .ok()
@@ -65,12 +65,11 @@ pub fn build(
     if !(1..=10).contains(&max_attempts) {
         anyhow::bail!("[rights] max_attempts must be between 1 and 10");
     }
-    let public_url = std::env::var("TUTELA_PUBLIC_URL")
-        .ok()
-        .or_else(|| ctx.file.public_url.clone())
-        .unwrap_or_else(|| default_public_url.to_string());
+    let public_url = public_url.trim_end_matches('/').to_string();
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-        anyhow::bail!("public_url must start with http:// or https://");
+        anyhow::bail!(
+            "the public URL (--public-url, [console] public_url) must start with http:// or https://"
+        );
     }
     let config = RightsConfig {
         public_url,

@@ -5,6 +5,7 @@ mod support;
 
 mod consent;
 mod foundation;
+mod operators;
 mod rights;
 mod tokens;
 mod vault;
