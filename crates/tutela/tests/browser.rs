@@ -331,6 +331,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
             "Sign-in log",
             "Operators",
             "API tokens",
+            "Keys",
             "My account"
         ]
     );
@@ -344,6 +345,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         ("/console/audit", "09b-audit-log", "Audit log"),
         ("/console/operators", "10-operators", "Operators"),
         ("/console/tokens", "12-tokens", "API tokens"),
+        ("/console/keys", "12b-keys", "Encryption keys"),
         ("/console/account", "14-account", "My account"),
     ] {
         b.go(path).await;
@@ -537,6 +539,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         "/console/tokens",
         "/console/subjects",
         "/console/audit",
+        "/console/keys",
     ] {
         assert_eq!(b.status_of(path).await, 403, "analyst on {path}");
     }

@@ -487,6 +487,18 @@ async fn roles_are_enforced_by_the_server_and_operators_are_managed_from_the_cli
     // The DPO reads the sign-in log but manages nobody.
     assert_eq!(dora.get("/console/security").await.status, 200);
     assert_eq!(dora.get("/console/operators").await.status, 403);
+    assert_eq!(
+        dora.get("/console/keys").await.status,
+        403,
+        "keys are the administrator's"
+    );
+    let keys = admin.get("/console/keys").await;
+    assert_eq!(keys.status, 200);
+    assert!(
+        keys.text_of("index-root").is_some_and(|id| id.len() == 16),
+        "{}",
+        keys.body
+    );
 
     // Subject search: the purpose is asked, checked against the role, and audited.
     let subject = support::seed_subject(&server, dir.path()).await;

@@ -474,3 +474,55 @@ pub(crate) async fn revoke_token(
     )
     .await
 }
+
+// --- keys ------------------------------------------------------------------------------------
+
+struct KeyRow {
+    id: String,
+    subjects: u64,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/keys.html")]
+struct KeysPage {
+    chrome: super::web::Chrome,
+    index_root: String,
+    keys: Vec<KeyRow>,
+    unfinished: bool,
+}
+
+/// The vault's keys as the server holds them (ids only; rotation is `tutela keys rotate` on the
+/// server, which writes the key file).
+pub(crate) async fn keys(State(state): State<AppState>, signed: Signed) -> Result<Response> {
+    signed.require(Permission::ManageKeys)?;
+    let t = signed.t;
+    let vault_keys = state.vault.keys();
+    let current = vault_keys.current_key_id().to_hex();
+    let counts = state
+        .store
+        .vault_key_counts()
+        .await
+        .map_err(|e| signed.internal("key counts", e))?;
+    let mut keys = vec![KeyRow {
+        subjects: counts.get(&current).copied().unwrap_or(0),
+        id: current.clone(),
+        current: true,
+    }];
+    for (id, n) in &counts {
+        if *id != current {
+            keys.push(KeyRow {
+                id: id.clone(),
+                subjects: *n,
+                current: false,
+            });
+        }
+    }
+    let unfinished = keys.iter().any(|k| !k.current && k.subjects > 0);
+    Ok(render(&KeysPage {
+        chrome: signed.chrome(&state, t.keys_title, "/console/keys"),
+        index_root: vault_keys.index_root_id().to_hex(),
+        keys,
+        unfinished,
+    }))
+}

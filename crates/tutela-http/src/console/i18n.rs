@@ -30,6 +30,16 @@ strings! {
     nav_account: "My account", "Mon compte";
     nav_subjects: "Subjects", "Personnes";
     nav_audit: "Audit log", "Journal d’audit";
+    nav_keys: "Keys", "Clés";
+    keys_title: "Encryption keys", "Clés de chiffrement";
+    keys_intro: "The vault encrypts each person’s data with a key of their own, wrapped by the master key. Only key identifiers are shown here; the keys never leave the key file.", "Le coffre chiffre les données de chaque personne avec une clé qui lui est propre, enveloppée par la clé maîtresse. Seuls les identifiants des clés sont affichés ici ; les clés ne quittent jamais le fichier de clés.";
+    index_root: "Index root (stable: blind indexes, audit commitments, operator secrets)", "Racine d’index (stable : index aveugles, engagements d’audit, secrets des opérateurs)";
+    col_key: "Master key", "Clé maîtresse";
+    col_subjects: "Subject keys wrapped", "Clés de personnes enveloppées";
+    key_current: "current", "actuelle";
+    key_previous: "previous", "précédente";
+    rotation_unfinished: "A rotation is unfinished: some subject keys are still wrapped by a previous master key. Run “tutela keys rotate” on the server to finish it.", "Une rotation est inachevée : des clés de personnes sont encore enveloppées par une clé maîtresse précédente. Lancez « tutela keys rotate » sur le serveur pour la terminer.";
+    rotate_hint: "To rotate the master key, run “tutela keys rotate” on the server: it writes the key file, which the console never touches. Back the key file up afterwards.", "Pour changer de clé maîtresse, lancez « tutela keys rotate » sur le serveur : la commande écrit le fichier de clés, auquel la console ne touche jamais. Sauvegardez ensuite le fichier de clés.";
     sign_out: "Sign out", "Se déconnecter";
     signed_in_as: "Signed in as", "Connecté·e en tant que";
     other_language: "Français", "English";

@@ -257,5 +257,6 @@ pub(crate) fn routes() -> Router<AppState> {
             get(admin::tokens).post(admin::create_token),
         )
         .route("/console/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/console/keys", get(admin::keys))
         .route("/console/{*rest}", get(pages::not_found))
 }

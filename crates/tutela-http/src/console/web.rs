@@ -465,6 +465,11 @@ impl Signed {
             t.nav_tokens,
             self.can(Permission::ManageTokens),
         );
+        item(
+            "/console/keys",
+            t.nav_keys,
+            self.can(Permission::ManageKeys),
+        );
         item("/console/account", t.nav_account, true);
         Chrome {
             t,
