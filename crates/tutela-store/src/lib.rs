@@ -9,6 +9,7 @@
 //!
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
+pub mod analytics;
 mod migrate;
 mod tokens;
 
