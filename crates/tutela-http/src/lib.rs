@@ -2,6 +2,7 @@
 //!
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
+pub mod analytics;
 pub mod auth;
 mod error;
 mod middleware;
@@ -32,14 +33,21 @@ pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
     pub metrics: PrometheusHandle,
+    /// Web analytics: collector, reports, dashboard sessions.
+    pub analytics: Arc<analytics::AnalyticsState>,
 }
 
 impl AppState {
-    pub fn new(register: LoadedRegister, store: Store) -> Self {
+    pub fn new(
+        register: LoadedRegister,
+        store: Store,
+        analytics: Arc<tutela_analytics::Analytics>,
+    ) -> Self {
         AppState {
             register: Arc::new(register),
             store,
             metrics: metrics_handle(),
+            analytics: Arc::new(analytics::AnalyticsState::new(analytics)),
         }
     }
 }
@@ -70,6 +78,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
+        .merge(analytics::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -18,6 +18,13 @@ async fn app() -> TestApp {
         .expect("example register is valid");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -25,6 +32,7 @@ async fn app() -> TestApp {
             last_updated: jiff::civil::date(2026, 11, 29),
         },
         store,
+        analytics,
     );
     TestApp {
         app: build_app(state.clone()),

@@ -21,6 +21,12 @@ pub struct FileConfig {
     pub policy: Option<PathBuf>,
     #[serde(default)]
     pub log: LogConfig,
+    /// Web analytics settings (`[analytics]`).
+    #[serde(default)]
+    pub analytics: tutela_analytics::AnalyticsSettings,
+    /// Sites that may send analytics hits (`[[sites]]`); default: site 1, `localhost`.
+    #[serde(default)]
+    pub sites: Option<Vec<tutela_analytics::SiteConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

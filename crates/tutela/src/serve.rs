@@ -15,7 +15,10 @@ pub const AFTER_HELP: &str = "Examples:
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
 Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json.
+/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json;
+web analytics: /matomo.php, /piwik.php (collector), /matomo.js, /piwik.js, /tutela.js (tracker),
+/optout, /analytics (dashboard), /api/v1/analytics/… (reports, rights hooks).
+Sites that may send hits are [[sites]] tables in tutela.toml (default: site 1, localhost).
 Once listening, the address is printed on standard output as `listening on http://ADDR`.";
 
 #[derive(Args, Debug)]
@@ -64,6 +67,21 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
 
+        // Compile the user-agent rules while the rest starts (first hits would otherwise wait).
+        std::thread::spawn(tutela_analytics::ua::warm_up);
+        let sites = ctx
+            .file
+            .sites
+            .clone()
+            .unwrap_or_else(tutela_analytics::SiteConfig::default_sites);
+        let analytics = tutela_analytics::Analytics::start(
+            ctx.file.analytics.clone(),
+            &sites,
+            &register,
+            store.clone(),
+        )
+        .context("cannot start web analytics")?;
+        crate::analytics_job::spawn(analytics.clone());
         let state = AppState::new(
             LoadedRegister {
                 register,
@@ -71,8 +89,10 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 last_updated,
             },
             store.clone(),
+            analytics,
         );
-        let app = build_app(state);
+        let app = build_app(state)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
