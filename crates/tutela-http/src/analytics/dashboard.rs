@@ -413,8 +413,12 @@ fn line_chart(points: &[Point]) -> String {
     let mut s = format!(
         "<svg class=\"line\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"chart\">"
     );
-    for k in 0..=4 {
-        let v = (nice * f64::from(k) / 4.0).round() as i64;
+    let ticks = [5.0, 4.0, 2.0, 1.0]
+        .into_iter()
+        .find(|t| (nice / t).fract() == 0.0)
+        .unwrap_or(1.0);
+    for k in 0..=(ticks as i64) {
+        let v = (nice * k as f64 / ticks).round() as i64;
         let yy = y(v);
         let _ = write!(
             s,
