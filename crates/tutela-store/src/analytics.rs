@@ -246,8 +246,8 @@ impl Store {
     /// Totals of `site` over the days `from..=to`.
     pub async fn analytics_totals(&self, site_id: i64, from: i64, to: i64) -> Result<Totals> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(visits), 0), COALESCE(SUM(actions), 0), COALESCE(SUM(pageviews), 0), \
-             COALESCE(SUM(events), 0), COALESCE(SUM(bounces), 0), COALESCE(SUM(duration), 0) \
+            "SELECT CAST(COALESCE(SUM(visits), 0) AS BIGINT), CAST(COALESCE(SUM(actions), 0) AS BIGINT), CAST(COALESCE(SUM(pageviews), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(events), 0) AS BIGINT), CAST(COALESCE(SUM(bounces), 0) AS BIGINT), CAST(COALESCE(SUM(duration), 0) AS BIGINT) \
              FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3",
         )
         .bind(site_id)
@@ -270,8 +270,9 @@ impl Store {
             "SELECT day, hour, visits, actions, pageviews, events, bounces, duration \
              FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, hour"
         } else {
-            "SELECT day, -1, SUM(visits), SUM(actions), SUM(pageviews), SUM(events), SUM(bounces), \
-             SUM(duration) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 \
+            "SELECT day, -1, CAST(SUM(visits) AS BIGINT), CAST(SUM(actions) AS BIGINT), \
+             CAST(SUM(pageviews) AS BIGINT), CAST(SUM(events) AS BIGINT), CAST(SUM(bounces) AS BIGINT), \
+             CAST(SUM(duration) AS BIGINT) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 \
              GROUP BY day ORDER BY day"
         };
         let rows = sqlx::query(sql)
@@ -303,7 +304,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
-            "SELECT value, SUM(n) AS total FROM analytics_daily_dims \
+            "SELECT value, CAST(SUM(n) AS BIGINT) AS total FROM analytics_daily_dims \
              WHERE site_id = $1 AND dim = $2 AND day >= $3 AND day <= $4 \
              GROUP BY value HAVING SUM(n) > 0 ORDER BY total DESC, value LIMIT $5",
         )

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod analytics;
 mod foundation;
 mod tokens;
