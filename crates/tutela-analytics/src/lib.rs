@@ -7,6 +7,7 @@
 //! answers each submitter after the commit. Reports ([`report`]) read rollups, never raw events.
 
 pub mod config;
+pub mod hll;
 pub mod ip;
 pub mod params;
 pub mod pseudonym;

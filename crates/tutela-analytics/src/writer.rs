@@ -50,14 +50,23 @@ pub(crate) struct State {
     visits: HashMap<(i64, i64), Visit>,
     seen: HashSet<(i64, i64, i64)>,
     last_sweep: i64,
+    /// This writer's HyperLogLog sketch per (site, day), and whether it changed since written.
+    sketches: HashMap<(i64, i64), (Vec<u8>, bool)>,
+    node: String,
+    last_sketch_write: Option<Instant>,
 }
+
+/// Sketches are written at most this often (they are rebuilt from the exact visitor-days when a
+/// writer first touches a day, so a crash loses nothing for days that see new hits).
+const SKETCH_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_SKETCHES: usize = 64;
 
 #[derive(Default)]
 struct Acc {
     events: Vec<EventRow>,
     hourly: HashMap<(i64, i64, i64), HourlyDelta>,
     dims: HashMap<(i64, i64, &'static str, String), i64>,
-    visitor_days: Vec<(i64, i64, i64)>,
+    visitor_days: Vec<(i64, i64, i64, i64)>,
 }
 
 impl Acc {
@@ -107,18 +116,76 @@ impl Acc {
                 })
                 .collect(),
             visitor_days: self.visitor_days,
+            sketches: Vec::new(),
         }
     }
 }
 
 impl State {
     pub(crate) fn new(tz: HashMap<i64, TimeZone>) -> Self {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
         State {
             tz,
             visits: HashMap::new(),
             seen: HashSet::new(),
             last_sweep: 0,
+            sketches: HashMap::new(),
+            node: b.iter().map(|x| format!("{x:02x}")).collect(),
+            last_sketch_write: None,
         }
+    }
+
+    /// Loads (rebuilds from the exact visitor-days) the sketches the hits will touch.
+    async fn load_sketches(&mut self, store: &Store, hits: &[MinHit]) -> Result<(), tutela_store::StoreError> {
+        let mut days: Vec<(i64, i64)> = hits
+            .iter()
+            .filter(|h| !h.ping)
+            .map(|h| (h.site_id, self.local(h.site_id, h.ts).0))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        for key in days {
+            if self.sketches.contains_key(&key) {
+                continue;
+            }
+            if self.sketches.len() >= MAX_SKETCHES {
+                // Keep the newest days; older ones were written when they changed.
+                let oldest = self
+                    .sketches
+                    .iter()
+                    .filter(|(_, (_, dirty))| !dirty)
+                    .map(|(k, _)| *k)
+                    .min_by_key(|(_, d)| *d);
+                if let Some(k) = oldest {
+                    self.sketches.remove(&k);
+                }
+            }
+            let mut regs = vec![0u8; crate::hll::M];
+            for v in store.analytics_visitors_of_day(key.0, key.1).await? {
+                crate::hll::add(&mut regs, v);
+            }
+            self.sketches.insert(key, (regs, false));
+        }
+        Ok(())
+    }
+
+    /// The changed sketches to write now (all of them when `force`).
+    fn take_sketches(&mut self, force: bool) -> Vec<(i64, i64, String, Vec<u8>)> {
+        if !force && self.last_sketch_write.is_some_and(|t| t.elapsed() < SKETCH_WRITE_EVERY) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for ((site, day), (regs, dirty)) in self.sketches.iter_mut() {
+            if *dirty {
+                *dirty = false;
+                out.push((*site, *day, self.node.clone(), regs.clone()));
+            }
+        }
+        if !out.is_empty() {
+            self.last_sketch_write = Some(Instant::now());
+        }
+        out
     }
 
     fn local(&self, site: i64, ts: i64) -> (i64, i64) {
@@ -261,7 +328,13 @@ impl State {
             _ => {}
         }
         if self.seen.insert((h.site_id, day, h.visitor)) {
-            acc.visitor_days.push((h.site_id, day, h.visitor));
+            acc.visitor_days.push((h.site_id, day, h.visitor, hour));
+            let (regs, dirty) = self
+                .sketches
+                .entry((h.site_id, day))
+                .or_insert_with(|| (vec![0u8; crate::hll::M], false));
+            crate::hll::add(regs, h.visitor);
+            *dirty = true;
         }
         let d = h.device.as_deref();
         acc.events.push(EventRow {
@@ -289,15 +362,23 @@ impl State {
     }
 }
 
-/// Builds the batch for a set of hits (exposed to the crate's tests and the benchmark seeder).
-pub(crate) fn build_batch(state: &mut State, hits: Vec<MinHit>) -> AnalyticsBatch {
+/// Builds the batch for a set of hits (time-ordered).
+pub(crate) async fn build_batch(
+    state: &mut State,
+    store: &Store,
+    hits: Vec<MinHit>,
+    force_sketches: bool,
+) -> Result<AnalyticsBatch, tutela_store::StoreError> {
+    state.load_sketches(store, &hits).await?;
     let mut acc = Acc::default();
     let now = hits.iter().map(|h| h.ts).max().unwrap_or(0);
     for h in hits {
         state.add(&mut acc, h);
     }
     state.sweep(now);
-    acc.into_batch()
+    let mut batch = acc.into_batch();
+    batch.sketches = state.take_sketches(force_sketches);
+    Ok(batch)
 }
 
 pub(crate) async fn run(
@@ -307,7 +388,25 @@ pub(crate) async fn run(
     max_batch: usize,
 ) {
     let mut state = State::new(tz);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = match tokio::time::timeout(SKETCH_WRITE_EVERY, rx.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(_) => {
+                // Idle: write the sketches that changed since the last write.
+                let sketches = state.take_sketches(true);
+                if !sketches.is_empty() {
+                    let batch = AnalyticsBatch {
+                        sketches,
+                        ..AnalyticsBatch::default()
+                    };
+                    if let Err(e) = store.analytics_write_batch(&batch).await {
+                        tracing::warn!(error = %e, "could not write unique-visitor sketches");
+                    }
+                }
+                continue;
+            }
+        };
         let mut jobs = vec![first];
         let mut n = jobs[0].hits.len();
         while n < max_batch {
@@ -327,11 +426,11 @@ pub(crate) async fn run(
             acks.push((job.ack, job.permit));
         }
         hits.sort_by_key(|h| h.ts);
-        let batch = build_batch(&mut state, hits);
-        let result = store
-            .analytics_write_batch(&batch)
-            .await
-            .map_err(|e| {
+        let result = match build_batch(&mut state, &store, hits, false).await {
+            Ok(batch) => store.analytics_write_batch(&batch).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| {
                 tracing::error!(error = %e, hits = n, "analytics batch not written");
                 "database write failed".to_string()
             });
@@ -344,6 +443,17 @@ pub(crate) async fn run(
         for (ack, permit) in acks {
             let _ = ack.send(result.clone());
             drop(permit);
+        }
+    }
+    // Last sketches before stopping.
+    let sketches = state.take_sketches(true);
+    if !sketches.is_empty() {
+        let batch = AnalyticsBatch {
+            sketches,
+            ..AnalyticsBatch::default()
+        };
+        if let Err(e) = store.analytics_write_batch(&batch).await {
+            tracing::warn!(error = %e, "could not write the last unique-visitor sketches");
         }
     }
     tracing::debug!("analytics writer stopped");
@@ -365,7 +475,16 @@ impl DirectWriter {
     }
 
     pub async fn write(&mut self, hits: Vec<MinHit>) -> Result<(), tutela_store::StoreError> {
-        let batch = build_batch(&mut self.state, hits);
+        let batch = build_batch(&mut self.state, &self.store, hits, false).await?;
+        self.store.analytics_write_batch(&batch).await
+    }
+
+    /// Writes what is still only in memory (the unique-visitor sketches).
+    pub async fn finish(&mut self) -> Result<(), tutela_store::StoreError> {
+        let batch = AnalyticsBatch {
+            sketches: self.state.take_sketches(true),
+            ..AnalyticsBatch::default()
+        };
         self.store.analytics_write_batch(&batch).await
     }
 }

@@ -73,6 +73,7 @@ pub struct HourlyDelta {
     pub events: i64,
     pub bounces: i64,
     pub duration: i64,
+    pub visitors: i64,
 }
 
 /// An increment (or decrement) of a daily dimension count.
@@ -91,8 +92,11 @@ pub struct AnalyticsBatch {
     pub events: Vec<EventRow>,
     pub hourly: Vec<HourlyDelta>,
     pub dims: Vec<DimDelta>,
-    /// `(site_id, day, visitor)` seen in this batch.
-    pub visitor_days: Vec<(i64, i64, i64)>,
+    /// `(site_id, day, visitor, hour)` seen in this batch; those new for their day are counted in
+    /// that hour's `visitors`.
+    pub visitor_days: Vec<(i64, i64, i64, i64)>,
+    /// HyperLogLog sketches to store: `(site_id, day, node, registers)` (replaces the row).
+    pub sketches: Vec<(i64, i64, String, Vec<u8>)>,
 }
 
 impl AnalyticsBatch {
@@ -101,6 +105,7 @@ impl AnalyticsBatch {
             && self.hourly.is_empty()
             && self.dims.is_empty()
             && self.visitor_days.is_empty()
+            && self.sketches.is_empty()
     }
 }
 
@@ -113,6 +118,8 @@ pub struct Totals {
     pub events: i64,
     pub bounces: i64,
     pub duration: i64,
+    /// Sum of each day's distinct pseudonyms.
+    pub visitors: i64,
 }
 
 /// One point of a time series: `(day, hour or -1 for a whole day, totals)`.
@@ -177,6 +184,18 @@ impl Store {
         upsert_hourly(&mut tx, &batch.hourly).await?;
         upsert_dims(&mut tx, &batch.dims).await?;
         insert_visitor_days(&mut tx, &batch.visitor_days).await?;
+        for (site, day, node, regs) in &batch.sketches {
+            sqlx::query(
+                "INSERT INTO analytics_uniques (site_id, day, node, registers) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (site_id, day, node) DO UPDATE SET registers = excluded.registers",
+            )
+            .bind(*site)
+            .bind(*day)
+            .bind(node.as_str())
+            .bind(regs.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -247,8 +266,8 @@ impl Store {
     pub async fn analytics_totals(&self, site_id: i64, from: i64, to: i64) -> Result<Totals> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(visits), 0) AS BIGINT), CAST(COALESCE(SUM(actions), 0) AS BIGINT), CAST(COALESCE(SUM(pageviews), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(events), 0) AS BIGINT), CAST(COALESCE(SUM(bounces), 0) AS BIGINT), CAST(COALESCE(SUM(duration), 0) AS BIGINT) \
-             FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3",
+             CAST(COALESCE(SUM(events), 0) AS BIGINT), CAST(COALESCE(SUM(bounces), 0) AS BIGINT), CAST(COALESCE(SUM(duration), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(visitors), 0) AS BIGINT) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3",
         )
         .bind(site_id)
         .bind(from)
@@ -267,12 +286,12 @@ impl Store {
         hourly: bool,
     ) -> Result<Vec<SeriesPoint>> {
         let sql = if hourly {
-            "SELECT day, hour, visits, actions, pageviews, events, bounces, duration \
+            "SELECT day, hour, visits, actions, pageviews, events, bounces, duration, visitors \
              FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, hour"
         } else {
             "SELECT day, -1, CAST(SUM(visits) AS BIGINT), CAST(SUM(actions) AS BIGINT), \
              CAST(SUM(pageviews) AS BIGINT), CAST(SUM(events) AS BIGINT), CAST(SUM(bounces) AS BIGINT), \
-             CAST(SUM(duration) AS BIGINT) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 \
+             CAST(SUM(duration) AS BIGINT), CAST(SUM(visitors) AS BIGINT) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 \
              GROUP BY day ORDER BY day"
         };
         let rows = sqlx::query(sql)
@@ -355,6 +374,31 @@ impl Store {
             .collect()
     }
 
+    /// The HyperLogLog sketches of the days `from..=to` (every node's).
+    pub async fn analytics_sketches(&self, site_id: i64, from: i64, to: i64) -> Result<Vec<Vec<u8>>> {
+        let rows = sqlx::query(
+            "SELECT registers FROM analytics_uniques WHERE site_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(site_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Every pseudonym seen on one day (to rebuild that day's sketch).
+    pub async fn analytics_visitors_of_day(&self, site_id: i64, day: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT visitor FROM analytics_visitor_days WHERE site_id = $1 AND day = $2",
+        )
+        .bind(site_id)
+        .bind(day)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Every stored event of one pseudonym (rights hooks: find and export), oldest first.
     pub async fn analytics_events_of(&self, site_id: i64, visitor: i64) -> Result<Vec<EventRow>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
@@ -400,6 +444,7 @@ impl Store {
             "analytics_hourly",
             "analytics_daily_dims",
             "analytics_visitor_days",
+            "analytics_uniques",
         ] {
             rollup_rows += sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE site_id = $1 AND day <= $2"
@@ -444,6 +489,7 @@ fn totals_from(row: &sqlx::any::AnyRow, at: usize) -> Result<Totals> {
         events: row.try_get(at + 3)?,
         bounces: row.try_get(at + 4)?,
         duration: row.try_get(at + 5)?,
+        visitors: row.try_get(at + 6)?,
     })
 }
 
@@ -512,9 +558,9 @@ async fn upsert_hourly(tx: &mut Transaction<'static, Any>, rows: &[HourlyDelta])
     for size in chunks(rows.len()) {
         let mut sql = String::from(
             "INSERT INTO analytics_hourly (site_id, day, hour, visits, actions, pageviews, events, \
-             bounces, duration) VALUES ",
+             bounces, duration, visitors) VALUES ",
         );
-        values_clause(&mut sql, size, 9);
+        values_clause(&mut sql, size, 10);
         sql.push_str(
             " ON CONFLICT (site_id, day, hour) DO UPDATE SET \
              visits = analytics_hourly.visits + excluded.visits, \
@@ -522,7 +568,8 @@ async fn upsert_hourly(tx: &mut Transaction<'static, Any>, rows: &[HourlyDelta])
              pageviews = analytics_hourly.pageviews + excluded.pageviews, \
              events = analytics_hourly.events + excluded.events, \
              bounces = analytics_hourly.bounces + excluded.bounces, \
-             duration = analytics_hourly.duration + excluded.duration",
+             duration = analytics_hourly.duration + excluded.duration, \
+             visitors = analytics_hourly.visitors + excluded.visitors",
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for h in &rows[at..at + size] {
@@ -535,7 +582,8 @@ async fn upsert_hourly(tx: &mut Transaction<'static, Any>, rows: &[HourlyDelta])
                 .bind(h.pageviews)
                 .bind(h.events)
                 .bind(h.bounces)
-                .bind(h.duration);
+                .bind(h.duration)
+                .bind(h.visitors);
         }
         q.execute(&mut **tx).await?;
         at += size;
@@ -567,23 +615,42 @@ async fn upsert_dims(tx: &mut Transaction<'static, Any>, rows: &[DimDelta]) -> R
     Ok(())
 }
 
+/// Inserts the visitor-days; those that were new for their day are counted in their hour's
+/// `visitors` (exact daily unique visitors, even with several writer nodes).
 async fn insert_visitor_days(
     tx: &mut Transaction<'static, Any>,
-    rows: &[(i64, i64, i64)],
+    rows: &[(i64, i64, i64, i64)],
 ) -> Result<()> {
     let mut at = 0;
+    let mut new: std::collections::HashMap<(i64, i64, i64), i64> = std::collections::HashMap::new();
+    let hour_of: std::collections::HashMap<(i64, i64, i64), i64> =
+        rows.iter().map(|(s, d, v, h)| ((*s, *d, *v), *h)).collect();
     for size in chunks(rows.len()) {
         let mut sql = String::from("INSERT INTO analytics_visitor_days (site_id, day, visitor) VALUES ");
         values_clause(&mut sql, size, 3);
-        sql.push_str(" ON CONFLICT (site_id, day, visitor) DO NOTHING");
+        sql.push_str(" ON CONFLICT (site_id, day, visitor) DO NOTHING RETURNING site_id, day, visitor");
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (s, d, v) in &rows[at..at + size] {
+        for (s, d, v, _) in &rows[at..at + size] {
             q = q.bind(*s).bind(*d).bind(*v);
         }
-        q.execute(&mut **tx).await?;
+        for r in q.fetch_all(&mut **tx).await? {
+            let key: (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let hour = hour_of.get(&key).copied().unwrap_or(0);
+            *new.entry((key.0, key.1, hour)).or_insert(0) += 1;
+        }
         at += size;
     }
-    Ok(())
+    let deltas: Vec<HourlyDelta> = new
+        .into_iter()
+        .map(|((site_id, day, hour), visitors)| HourlyDelta {
+            site_id,
+            day,
+            hour,
+            visitors,
+            ..HourlyDelta::default()
+        })
+        .collect();
+    upsert_hourly(tx, &deltas).await
 }
 
 #[cfg(test)]

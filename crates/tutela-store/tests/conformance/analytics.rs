@@ -58,14 +58,16 @@ async fn batches_rollups_reports_retention_and_erasure() {
             events: events.clone(),
             hourly: vec![hourly(20261101, 9, 2, 5), hourly(20261102, 10, 1, 1)],
             dims: vec![dim(20261101, "https://ex.com/a", 3), dim(20261102, "https://ex.com/b", 4)],
-            visitor_days: vec![(1, 20261101, 1), (1, 20261101, 2), (1, 20261102, 2), (1, 20261103, 3)],
+            visitor_days: vec![(1, 20261101, 1, 9), (1, 20261101, 2, 9), (1, 20261102, 2, 10), (1, 20261103, 3, 0)],
+            sketches: vec![(1, 20261101, "n1".into(), vec![1, 2]), (1, 20261102, "n1".into(), vec![3])],
         };
         store.analytics_write_batch(&batch).await.unwrap();
         // Rollups add up across batches; a negative delta takes back.
         let more = AnalyticsBatch {
             hourly: vec![hourly(20261101, 9, 1, 1)],
             dims: vec![dim(20261101, "https://ex.com/a", -1), dim(20261102, "https://ex.com/a", 1)],
-            visitor_days: vec![(1, 20261101, 1)],
+            visitor_days: vec![(1, 20261101, 1, 11)],
+            sketches: vec![(1, 20261101, "n1".into(), vec![5, 5]), (1, 20261101, "n2".into(), vec![7])],
             ..AnalyticsBatch::default()
         };
         store.analytics_write_batch(&more).await.unwrap();
@@ -74,10 +76,21 @@ async fn batches_rollups_reports_retention_and_erasure() {
         assert_eq!(store.analytics_event_count(1).await.unwrap(), 300);
         let t = store.analytics_totals(1, 20261101, 20261101).await.unwrap();
         assert_eq!((t.visits, t.pageviews, t.bounces, t.duration), (3, 6, 3, 20));
+        // Visitor 1 was already counted on that day: two distinct visitors, in hour 9.
+        assert_eq!(t.visitors, 2);
+        let h = store.analytics_series(1, 20261101, 20261101, true).await.unwrap();
+        assert_eq!(h.iter().map(|p| (p.hour, p.totals.visitors)).collect::<Vec<_>>(), [(Some(9), 2)]);
+        // Sketch rows are replaced per (site, day, node).
+        let mut sk = store.analytics_sketches(1, 20261101, 20261130).await.unwrap();
+        sk.sort();
+        assert_eq!(sk, [vec![3], vec![5, 5], vec![7]]);
+        let mut days = store.analytics_visitors_of_day(1, 20261101).await.unwrap();
+        days.sort();
+        assert_eq!(days, [1, 2]);
         let all = store.analytics_totals(1, 20261101, 20261130).await.unwrap();
         assert_eq!(all.visits, 4);
         let series = store.analytics_series(1, 20261101, 20261130, false).await.unwrap();
-        assert_eq!(series.iter().map(|p| (p.day, p.hour, p.totals.visits)).collect::<Vec<_>>(), [(20261101, None, 3), (20261102, None, 1)]);
+        assert_eq!(series.iter().map(|p| (p.day, p.hour, p.totals.visits)).collect::<Vec<_>>(), [(20261101, None, 3), (20261102, None, 1), (20261103, None, 0)]);
         let hours = store.analytics_series(1, 20261101, 20261101, true).await.unwrap();
         assert_eq!(hours[0].hour, Some(9));
         let top = store.analytics_top(1, "page", 20261101, 20261130, 10).await.unwrap();
