@@ -4,8 +4,10 @@
 //! ```sh
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
+//! cargo run --release -p tutela-bench -- analytics
 //! ```
 
+mod analytics;
 mod startup;
 mod util;
 
@@ -25,6 +27,14 @@ struct Cli {
 enum Command {
     /// Time from spawning `tutela serve` to its first answered request, with the example register.
     Startup(startup::Args),
+    /// Web analytics: single hits and bulk requests over HTTP (64 keep-alive connections), the
+    /// 30-day dashboard over 10 million stored events, and the server's peak memory.
+    #[command(after_help = "Examples:
+  cargo build --release -p tutela -p tutela-bench
+  ./target/release/tutela-bench analytics                       # everything
+  ./target/release/tutela-bench analytics --mode hits --seconds 20
+  ./target/release/tutela-bench analytics --mode dashboard --dashboard-dir /tmp/tutela-10m")]
+    Analytics(analytics::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +42,6 @@ fn main() -> anyhow::Result<()> {
     util::print_machine();
     match cli.command {
         Command::Startup(args) => startup::run(args),
+        Command::Analytics(args) => analytics::run(args),
     }
 }
