@@ -427,7 +427,17 @@ pub(crate) async fn run(
         }
         hits.sort_by_key(|h| h.ts);
         let result = match build_batch(&mut state, &store, hits, false).await {
-            Ok(batch) => store.analytics_write_batch(&batch).await,
+            Ok(batch) => {
+                let built = started.elapsed();
+                let r = store.analytics_write_batch(&batch).await;
+                tracing::debug!(
+                    hits = n,
+                    build_ms = built.as_secs_f64() * 1e3,
+                    write_ms = (started.elapsed() - built).as_secs_f64() * 1e3,
+                    "analytics batch"
+                );
+                r
+            }
             Err(e) => Err(e),
         }
         .map_err(|e| {

@@ -11,6 +11,7 @@
 
 pub mod analytics;
 mod migrate;
+mod sqlite_fast;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ pub enum StoreError {
         "the database has migration {0} which this version of Tutela does not know: it was written by a newer Tutela"
     )]
     UnknownMigration(i64),
+    #[error("database error (SQLite writer): {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("could not prepare the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -80,6 +83,8 @@ pub struct Store {
     pool: AnyPool,
     engine: Engine,
     sqlite_path: Option<PathBuf>,
+    /// The analytics writer's dedicated SQLite connection (opened on first use).
+    fast: std::sync::Arc<std::sync::OnceLock<sqlite_fast::FastWriter>>,
 }
 
 /// The file name of the embedded database inside the data directory.
@@ -155,6 +160,7 @@ impl Store {
             pool,
             engine,
             sqlite_path: None,
+            fast: Default::default(),
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -146,3 +146,34 @@ async fn salts_are_created_once_per_period_and_destroyed_after() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sqlite_fast_path_and_portable_path_store_the_same() {
+    let fast = crate::support::TestStore::sqlite().await;
+    let portable = crate::support::TestStore::sqlite().await;
+    let batch = AnalyticsBatch {
+        events: (0..40).map(|i| event(20261101, 1_000 + i, i % 5, "https://ex.com/p")).collect(),
+        hourly: vec![hourly(20261101, 9, 2, 5)],
+        dims: vec![dim(20261101, "https://ex.com/p", 3)],
+        visitor_days: vec![(1, 20261101, 1, 9), (1, 20261101, 2, 10), (1, 20261101, 1, 11)],
+        sketches: vec![(1, 20261101, "n".into(), vec![9; 4])],
+    };
+    fast.store.analytics_write_batch(&batch).await.unwrap();
+    fast.store.analytics_write_batch(&batch).await.unwrap();
+    portable.store.analytics_write_batch_portable(&batch).await.unwrap();
+    portable.store.analytics_write_batch_portable(&batch).await.unwrap();
+    for s in [&fast.store, &portable.store] {
+        assert_eq!(s.analytics_event_count(1).await.unwrap(), 80);
+        let t = s.analytics_totals(1, 20261101, 20261101).await.unwrap();
+        assert_eq!((t.visits, t.pageviews, t.visitors), (4, 10, 2));
+        assert_eq!(
+            s.analytics_series(1, 20261101, 20261101, true).await.unwrap().iter().map(|p| (p.hour, p.totals.visitors)).collect::<Vec<_>>(),
+            [(Some(9), 1), (Some(10), 1)]
+        );
+        assert_eq!(s.analytics_top(1, "page", 20261101, 20261101, 5).await.unwrap(), [("https://ex.com/p".to_string(), 6)]);
+        assert_eq!(s.analytics_sketches(1, 20261101, 20261101).await.unwrap(), [vec![9; 4]]);
+        assert_eq!(s.analytics_events_of(1, 2).await.unwrap().len(), 16);
+    }
+    fast.cleanup().await;
+    portable.cleanup().await;
+}
