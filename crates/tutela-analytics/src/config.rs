@@ -90,6 +90,11 @@ pub struct AnalyticsSettings {
     pub queue_capacity: usize,
     /// Most hits written in one transaction.
     pub max_batch: usize,
+    /// `"os"` (default): an acknowledged hit is in the database's write-ahead log, so it survives a
+    /// crash or restart of Tutela, but the last second of hits may be lost if the machine itself
+    /// loses power. `"power"`: every commit is flushed to disk first (fsync) — several times
+    /// slower on most disks. PostgreSQL follows its own `synchronous_commit`.
+    pub durability: String,
     /// Take the client address from this header (e.g. `x-forwarded-for`, leftmost entry) —
     /// only when Tutela runs behind a proxy that sets it.
     pub client_ip_header: Option<String>,
@@ -117,6 +122,7 @@ impl Default for AnalyticsSettings {
             honour_gpc: true,
             queue_capacity: 100_000,
             max_batch: 5_000,
+            durability: "os".into(),
             client_ip_header: None,
         }
     }
@@ -140,6 +146,19 @@ impl AnalyticsSettings {
             }
             Period::Invalid(s) => Err(Error::Config(format!(
                 "analytics.pseudonym_rotation {s:?} is not a duration such as \"30 days\""
+            ))),
+        }
+    }
+}
+
+impl AnalyticsSettings {
+    /// Whether commits are flushed to disk (`durability = "power"`).
+    pub fn full_sync(&self) -> Result<bool, Error> {
+        match self.durability.as_str() {
+            "os" => Ok(false),
+            "power" => Ok(true),
+            other => Err(Error::Config(format!(
+                "analytics.durability {other:?}: use \"os\" or \"power\""
             ))),
         }
     }

@@ -175,6 +175,7 @@ impl Analytics {
     ) -> Result<Arc<Analytics>, Error> {
         let sites = config::sites(sites)?;
         let rotation_secs = settings.rotation_secs()?;
+        store.set_analytics_full_sync(settings.full_sync()?);
         let policy = match Policy::from_register(register, settings.purpose.as_deref()) {
             Ok(p) => Some(p),
             Err(e) if settings.purpose.is_none() => {

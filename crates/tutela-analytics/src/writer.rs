@@ -19,6 +19,9 @@ use crate::{Job, MinHit, day_number};
 /// Inactivity that ends a visit (Matomo's default).
 pub const VISIT_TIMEOUT_SECS: i64 = 30 * 60;
 const MAX_OPEN_VISITS: usize = 1_000_000;
+/// Longest wait for more hits before a commit, and the batch size that ends the wait.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+const LINGER_UNTIL: usize = 256;
 const MAX_SEEN_VISITOR_DAYS: usize = 2_000_000;
 
 /// Dimension names of the daily rollups.
@@ -407,18 +410,35 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        let started = Instant::now();
         let mut jobs = vec![first];
         let mut n = jobs[0].hits.len();
+        // Group commit: take what is queued, and linger a moment for more while the batch is
+        // small, so that one commit (one fsync) serves many concurrent hits.
         while n < max_batch {
-            match rx.try_recv() {
-                Ok(job) => {
+            let job = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let waited = started.elapsed();
+                    if n >= LINGER_UNTIL || waited >= LINGER {
+                        None
+                    } else {
+                        tokio::time::timeout(LINGER - waited, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                }
+            };
+            match job {
+                Some(job) => {
                     n += job.hits.len();
                     jobs.push(job);
                 }
-                Err(_) => break,
+                None => break,
             }
         }
-        let started = Instant::now();
         let mut hits = Vec::with_capacity(n);
         let mut acks = Vec::with_capacity(jobs.len());
         for job in jobs {

@@ -241,17 +241,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The writer's mean batch size and commit time, from the server's /metrics.
+fn writer_stats(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let get = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let batches = get("tutela_analytics_batch_hits_count");
+    format!(
+        "; writer: {:.0} batches, {:.1} hits per batch, {:.2} ms per batch",
+        batches,
+        get("tutela_analytics_batch_hits_sum") / batches,
+        get("tutela_analytics_commit_seconds_sum") / get("tutela_analytics_commit_seconds_count") * 1e3
+    )
+}
+
 fn report(what: &str, r: &mut LoadResult, per_request: u64, server: &Server) {
     let secs = r.elapsed.as_secs_f64();
     println!(
-        "{what}: {:.0} requests/s, {:.0} events/s; latency p50 {}, p99 {}, max {}; {} non-2xx; server peak RSS {:.1} MiB",
+        "{what}: {:.0} requests/s, {:.0} events/s; latency p50 {}, p99 {}, max {}; {} non-2xx; server peak RSS {:.1} MiB{}",
         r.requests as f64 / secs,
         (r.requests * per_request) as f64 / secs,
         ms(quantile(&mut r.latencies, 0.5)),
         ms(quantile(&mut r.latencies, 0.99)),
         ms(quantile(&mut r.latencies, 1.0)),
         r.errors,
-        server.peak_rss_mib()
+        server.peak_rss_mib(),
+        writer_stats(&server.addr)
     );
 }
 

@@ -220,6 +220,9 @@ impl Store {
     /// SQLite: the same batch through the dedicated `rusqlite` connection (see `sqlite_fast`).
     async fn sqlite_write_batch(&self, path: std::path::PathBuf, batch: &AnalyticsBatch) -> Result<()> {
         let fast = self.fast.clone();
+        let full_sync = self
+            .analytics_full_sync
+            .load(std::sync::atomic::Ordering::Relaxed);
         // The batch is moved to the blocking thread by value; cloning it costs far less than the
         // writes it feeds.
         let batch = batch.clone();
@@ -227,7 +230,7 @@ impl Store {
             let writer = match fast.get() {
                 Some(w) => w,
                 None => {
-                    let w = crate::sqlite_fast::FastWriter::open(&path)?;
+                    let w = crate::sqlite_fast::FastWriter::open(&path, full_sync)?;
                     let _ = fast.set(w);
                     fast.get().expect("just set")
                 }
@@ -237,6 +240,14 @@ impl Store {
         })
         .await
         .map_err(|e| crate::StoreError::Database(sqlx::Error::Protocol(format!("writer task: {e}"))))?
+    }
+
+    /// On SQLite, whether analytics commits are fsynced (`true`, the default: they survive a power
+    /// cut) or only written to the WAL (`false`: they survive a crash of Tutela, not of the OS).
+    /// Takes effect if called before the first analytics write.
+    pub fn set_analytics_full_sync(&self, full: bool) {
+        self.analytics_full_sync
+            .store(full, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes through the portable (`Any`) path even on SQLite: for the conformance suite.

@@ -85,6 +85,8 @@ pub struct Store {
     sqlite_path: Option<PathBuf>,
     /// The analytics writer's dedicated SQLite connection (opened on first use).
     fast: std::sync::Arc<std::sync::OnceLock<sqlite_fast::FastWriter>>,
+    /// Whether the analytics writer fsyncs every commit on SQLite (default: yes).
+    analytics_full_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The file name of the embedded database inside the data directory.
@@ -161,6 +163,7 @@ impl Store {
             engine,
             sqlite_path: None,
             fast: Default::default(),
+            analytics_full_sync: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -30,15 +30,20 @@ impl std::fmt::Debug for FastWriter {
 }
 
 impl FastWriter {
-    pub(crate) fn open(path: &Path) -> FastResult<Self> {
+    /// `full_sync`: fsync the WAL at every commit (survives power loss); otherwise `NORMAL`
+    /// (commits survive a crash of the process, the last ones may not survive one of the OS).
+    pub(crate) fn open(path: &Path, full_sync: bool) -> FastResult<Self> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.execute_batch(
+        conn.execute_batch(if full_sync {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
-        )?;
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+        } else {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+        })?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(FastWriter {
             conn: Mutex::new(conn),
