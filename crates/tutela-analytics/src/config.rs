@@ -59,7 +59,9 @@ impl Site {
                 Some(domain) => {
                     host.eq_ignore_ascii_case(domain)
                         || (host.len() > domain.len()
-                            && host.to_ascii_lowercase().ends_with(&format!(".{}", domain.to_ascii_lowercase())))
+                            && host
+                                .to_ascii_lowercase()
+                                .ends_with(&format!(".{}", domain.to_ascii_lowercase())))
                 }
                 None => host.eq_ignore_ascii_case(h),
             }
@@ -137,10 +139,12 @@ impl AnalyticsSettings {
                     PeriodUnit::Hours => 3_600,
                     PeriodUnit::Days => 86_400,
                     PeriodUnit::Weeks => 7 * 86_400,
-                    _ => return Err(Error::Config(format!(
-                        "analytics.pseudonym_rotation {:?}: use hours, days or weeks (a fixed length)",
-                        self.pseudonym_rotation
-                    ))),
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "analytics.pseudonym_rotation {:?}: use hours, days or weeks (a fixed length)",
+                            self.pseudonym_rotation
+                        )));
+                    }
                 };
                 Ok(i64::from(amount) * unit)
             }
@@ -186,12 +190,18 @@ impl Policy {
     /// Reads the analytics purpose from the register: the named one, or the first purpose that
     /// declares both a `keyed_pseudonym` and a `url_without_query` category.
     pub fn from_register(register: &Register, purpose: Option<&str>) -> Result<Policy, Error> {
-        let rules_of = |p: &tutela_domain::register::Purpose| -> Vec<(String, Option<MinimisationRule>)> {
-            p.categories
-                .iter()
-                .map(|c| (c.clone(), register.category(c).and_then(|c| c.minimise.clone())))
-                .collect()
-        };
+        let rules_of =
+            |p: &tutela_domain::register::Purpose| -> Vec<(String, Option<MinimisationRule>)> {
+                p.categories
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.clone(),
+                            register.category(c).and_then(|c| c.minimise.clone()),
+                        )
+                    })
+                    .collect()
+            };
         let purpose = match purpose {
             Some(id) => register.purpose(id).ok_or_else(|| {
                 Error::Config(format!("analytics.purpose {id:?} is not a purpose of the register"))
@@ -216,10 +226,16 @@ impl Policy {
         let mut shortest: Option<(jiff::Timestamp, Period)> = None;
         for c in &purpose.categories {
             let rule = purpose.retention_for(c).ok_or_else(|| {
-                Error::Config(format!("purpose {} has no retention rule for {c}", purpose.id))
+                Error::Config(format!(
+                    "purpose {} has no retention rule for {c}",
+                    purpose.id
+                ))
             })?;
             let period = rule.keep.clone().ok_or_else(|| {
-                Error::Config(format!("purpose {}: the retention of {c} has no duration", purpose.id))
+                Error::Config(format!(
+                    "purpose {}: the retention of {c} has no duration",
+                    purpose.id
+                ))
             })?;
             let until = tutela_domain::retention::add_period(now, &period)
                 .map_err(|e| Error::Config(format!("purpose {}: {e}", purpose.id)))?;
@@ -247,7 +263,10 @@ pub fn sites(configs: &[SiteConfig]) -> Result<Vec<Site>, Error> {
     let mut out: Vec<Site> = Vec::with_capacity(configs.len());
     for c in configs {
         if c.id <= 0 {
-            return Err(Error::Config(format!("site {:?}: id must be a positive integer", c.name)));
+            return Err(Error::Config(format!(
+                "site {:?}: id must be a positive integer",
+                c.name
+            )));
         }
         if out.iter().any(|s| s.id == c.id) {
             return Err(Error::Config(format!("two sites have the id {}", c.id)));
@@ -292,7 +311,11 @@ mod tests {
         assert!(p.keep_ip && p.keep_device && p.keep_url && p.keep_pseudonym && !p.keep_referrer);
 
         // A shorter retention and a dropped category change the policy.
-        let purpose = reg.purposes.iter_mut().find(|p| p.id == "audience_statistics").unwrap();
+        let purpose = reg
+            .purposes
+            .iter_mut()
+            .find(|p| p.id == "audience_statistics")
+            .unwrap();
         purpose.retention[0].keep = Some(Period::parse("90 days"));
         purpose.categories.retain(|c| c != "ip_half");
         let p = Policy::from_register(&reg, Some("audience_statistics")).unwrap();
@@ -313,14 +336,30 @@ mod tests {
         assert!(s[0].allows_host("example.com") && s[0].allows_host("www.example.com"));
         assert!(!s[0].allows_host("badexample.com") && !s[0].allows_host("evil.test"));
         assert!(s[0].allows_host("SHOP.test"));
-        let bad_tz = SiteConfig { id: 1, name: "x".into(), hosts: vec!["a".into()], timezone: "Mars/Olympus".into() };
-        assert!(sites(&[bad_tz.clone()]).unwrap_err().to_string().contains("time zone"));
-        let dup = SiteConfig { timezone: "UTC".into(), ..bad_tz };
+        let bad_tz = SiteConfig {
+            id: 1,
+            name: "x".into(),
+            hosts: vec!["a".into()],
+            timezone: "Mars/Olympus".into(),
+        };
+        assert!(
+            sites(std::slice::from_ref(&bad_tz))
+                .unwrap_err()
+                .to_string()
+                .contains("time zone")
+        );
+        let dup = SiteConfig {
+            timezone: "UTC".into(),
+            ..bad_tz
+        };
         assert!(sites(&[dup.clone(), dup]).is_err());
         assert!(SiteConfig::default_sites().len() == 1);
         let d = AnalyticsSettings::default();
         assert_eq!(d.rotation_secs().unwrap(), 30 * 86_400);
-        let m = AnalyticsSettings { pseudonym_rotation: "1 month".into(), ..d };
+        let m = AnalyticsSettings {
+            pseudonym_rotation: "1 month".into(),
+            ..d
+        };
         assert!(m.rotation_secs().is_err());
     }
 }

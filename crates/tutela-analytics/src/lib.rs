@@ -82,7 +82,7 @@ impl Skip {
 /// The outcome of preparing one hit.
 #[derive(Debug)]
 pub enum Prepared {
-    Track(MinHit),
+    Track(Box<MinHit>),
     Skip(Skip),
 }
 
@@ -142,6 +142,9 @@ const SALT_VISITOR: &str = "visitor";
 const SALT_DAILY: &str = "daily";
 const DAY: i64 = 86_400;
 
+/// Current salt per (site, kind): (period start, salt).
+type SaltCache = HashMap<(i64, &'static str), (i64, Arc<[u8]>)>;
+
 /// The analytics service shared by the HTTP handlers and the periodic jobs.
 pub struct Analytics {
     pub settings: AnalyticsSettings,
@@ -150,7 +153,7 @@ pub struct Analytics {
     store: Store,
     ua: ua::UaCache,
     rotation_secs: i64,
-    salts: Mutex<HashMap<(i64, &'static str), (i64, Arc<[u8]>)>>,
+    salts: Mutex<SaltCache>,
     queue: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
 }
@@ -337,7 +340,7 @@ impl Analytics {
         };
         let is_event = kind == kind::EVENT;
         let device = policy.keep_device.then(|| summary.clone());
-        Ok(Prepared::Track(MinHit {
+        Ok(Prepared::Track(Box::new(MinHit {
             site_id: site.id,
             ts,
             visitor,
@@ -345,7 +348,10 @@ impl Analytics {
             ping: raw.ping,
             kind,
             url,
-            title: raw.action_name.clone().filter(|_| policy.keep_url && kind == kind::PAGEVIEW),
+            title: raw
+                .action_name
+                .clone()
+                .filter(|_| policy.keep_url && kind == kind::PAGEVIEW),
             ev_category: raw.e_c.clone().filter(|_| is_event),
             ev_action: raw.e_a.clone().filter(|_| is_event),
             ev_name: raw.e_n.clone().filter(|_| is_event),
@@ -362,7 +368,7 @@ impl Analytics {
             ip_prefix: policy.keep_ip.then(|| half.to_string()),
             resolution: raw.resolution().filter(|_| policy.keep_device),
             device,
-        }))
+        })))
     }
 
     /// Queues minimised hits and waits until the writer committed them. Refuses at once with
@@ -382,11 +388,7 @@ impl Analytics {
             })?;
         let (ack, done) = oneshot::channel();
         self.queue
-            .try_send(Job {
-                hits,
-                ack,
-                permit,
-            })
+            .try_send(Job { hits, ack, permit })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => IngestError::Saturated,
                 mpsc::error::TrySendError::Closed(_) => IngestError::Closed,
@@ -428,7 +430,12 @@ impl Analytics {
         now.div_euclid(len) * len
     }
 
-    async fn rotate(&self, site_id: i64, kind: &'static str, period: i64) -> Result<Arc<[u8]>, Error> {
+    async fn rotate(
+        &self,
+        site_id: i64,
+        kind: &'static str,
+        period: i64,
+    ) -> Result<Arc<[u8]>, Error> {
         let fresh = pseudonym::random_salt().map_err(Error::Rng)?;
         let salt: Arc<[u8]> = self
             .store
@@ -440,7 +447,12 @@ impl Analytics {
             .analytics_destroy_salts_before(site_id, kind, period)
             .await?;
         if destroyed > 0 {
-            tracing::info!(site = site_id, kind, destroyed, "destroyed expired pseudonym salts");
+            tracing::info!(
+                site = site_id,
+                kind,
+                destroyed,
+                "destroyed expired pseudonym salts"
+            );
         }
         self.salts
             .lock()
@@ -461,7 +473,10 @@ impl Analytics {
                     .analytics_destroy_salts_before(site.id, kind, period)
                     .await?;
                 let mut cache = self.salts.lock().expect("salt lock");
-                if cache.get(&(site.id, kind)).is_some_and(|(p, _)| *p < period) {
+                if cache
+                    .get(&(site.id, kind))
+                    .is_some_and(|(p, _)| *p < period)
+                {
                     cache.remove(&(site.id, kind));
                 }
             }
@@ -472,7 +487,10 @@ impl Analytics {
     /// Retention: deletes, for every site, the whole days whose events are older than the
     /// register's retention for the analytics purpose. The day that holds the cut-off instant
     /// goes entirely (a few hours early rather than late).
-    pub async fn purge_expired(&self, now: jiff::Timestamp) -> Result<Vec<(i64, PurgeCounts)>, Error> {
+    pub async fn purge_expired(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<(i64, PurgeCounts)>, Error> {
         let Some(policy) = &self.policy else {
             return Ok(Vec::new());
         };
@@ -487,7 +505,10 @@ impl Analytics {
                 .checked_sub(span)
                 .map_err(|e| Error::Config(format!("retention arithmetic: {e}")))?;
             let last_day = day_number(cutoff.date());
-            let counts = self.store.analytics_purge_through(site.id, last_day).await?;
+            let counts = self
+                .store
+                .analytics_purge_through(site.id, last_day)
+                .await?;
             if counts.events > 0 || counts.rollup_rows > 0 {
                 tracing::info!(
                     site = site.id,
@@ -504,7 +525,11 @@ impl Analytics {
 
     /// The pseudonym a visitor's tracker cookie value (16 hex characters) has now, for the rights
     /// hooks. Events of earlier pseudonym periods cannot be linked any more: their salt is gone.
-    pub async fn pseudonym_of_visitor_id(&self, site_id: i64, visitor_id: &str) -> Result<Option<i64>, Error> {
+    pub async fn pseudonym_of_visitor_id(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+    ) -> Result<Option<i64>, Error> {
         if !pseudonym::is_visitor_id(visitor_id) || self.site(site_id).is_none() {
             return Ok(None);
         }
@@ -523,7 +548,11 @@ impl Analytics {
     }
 
     /// Rights hook: every stored event of the visitor whose cookie value is `visitor_id`.
-    pub async fn visitor_events(&self, site_id: i64, visitor_id: &str) -> Result<Option<Vec<EventRow>>, Error> {
+    pub async fn visitor_events(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+    ) -> Result<Option<Vec<EventRow>>, Error> {
         match self.pseudonym_of_visitor_id(site_id, visitor_id).await? {
             Some(p) => Ok(Some(self.store.analytics_events_of(site_id, p).await?)),
             None => Ok(None),
@@ -531,7 +560,11 @@ impl Analytics {
     }
 
     /// Rights hook: erases every stored event of that visitor. Returns how many were erased.
-    pub async fn erase_visitor(&self, site_id: i64, visitor_id: &str) -> Result<Option<u64>, Error> {
+    pub async fn erase_visitor(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+    ) -> Result<Option<u64>, Error> {
         match self.pseudonym_of_visitor_id(site_id, visitor_id).await? {
             Some(p) => Ok(Some(self.store.analytics_erase_visitor(site_id, p).await?)),
             None => Ok(None),
@@ -559,7 +592,9 @@ fn parse_cdt(s: &str) -> Option<i64> {
         return (n.is_finite() && n > 0.0 && n < 1e11).then_some(n as i64);
     }
     let dt: jiff::civil::DateTime = s.replace(' ', "T").parse().ok()?;
-    dt.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp().as_second())
+    dt.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_second())
 }
 
 #[cfg(test)]

@@ -220,14 +220,20 @@ mod tests {
         assert_eq!(h.url.as_deref(), Some("https://ex.com/a?b=1"));
         assert_eq!(h.visitor_id.as_deref(), Some("0123456789abcdef"));
         assert_eq!(h.resolution().as_deref(), Some("1920x1080"));
-        assert_eq!((h.e_c.as_deref(), h.e_a.as_deref()), (Some("Video"), Some("Play")));
+        assert_eq!(
+            (h.e_c.as_deref(), h.e_a.as_deref()),
+            (Some("Video"), Some("Play"))
+        );
         assert!(!h.needs_token());
         assert!(RawHit::from_query("cip=1.2.3.4").needs_token());
         assert!(RawHit::from_query("").send_image);
         assert_eq!(RawHit::from_query("res=99999x1").resolution(), None);
         assert_eq!(RawHit::from_query("res=abc").resolution(), None);
         let long = format!("action_name={}", "a".repeat(10_000));
-        assert_eq!(RawHit::from_query(&long).action_name.unwrap().len(), MAX_TEXT);
+        assert_eq!(
+            RawHit::from_query(&long).action_name.unwrap().len(),
+            MAX_TEXT
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ impl Source {
 /// The pseudonym of `input` for `site_id` under `salt`: the first 8 bytes of
 /// HMAC-SHA256(salt, tag ‖ site ‖ input) as a signed integer.
 pub fn pseudonym(salt: &[u8], site_id: i64, source: Source, input: &[&[u8]]) -> i64 {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(salt).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(salt).expect("HMAC takes any key length");
     mac.update(source.tag());
     mac.update(&[0]);
     mac.update(&site_id.to_be_bytes());
@@ -65,10 +66,22 @@ mod tests {
     #[test]
     fn keyed_per_salt_site_and_source() {
         let a = pseudonym(&[1; 32], 1, Source::Cookie, &[b"abcdef0123456789"]);
-        assert_eq!(a, pseudonym(&[1; 32], 1, Source::Cookie, &[b"abcdef0123456789"]));
-        assert_ne!(a, pseudonym(&[2; 32], 1, Source::Cookie, &[b"abcdef0123456789"]));
-        assert_ne!(a, pseudonym(&[1; 32], 2, Source::Cookie, &[b"abcdef0123456789"]));
-        assert_ne!(a, pseudonym(&[1; 32], 1, Source::UserId, &[b"abcdef0123456789"]));
+        assert_eq!(
+            a,
+            pseudonym(&[1; 32], 1, Source::Cookie, &[b"abcdef0123456789"])
+        );
+        assert_ne!(
+            a,
+            pseudonym(&[2; 32], 1, Source::Cookie, &[b"abcdef0123456789"])
+        );
+        assert_ne!(
+            a,
+            pseudonym(&[1; 32], 2, Source::Cookie, &[b"abcdef0123456789"])
+        );
+        assert_ne!(
+            a,
+            pseudonym(&[1; 32], 1, Source::UserId, &[b"abcdef0123456789"])
+        );
         // Length-prefixed parts: ("ab","c") and ("a","bc") differ.
         assert_ne!(
             pseudonym(&[1; 32], 1, Source::Cookieless, &[b"ab", b"c"]),

@@ -147,12 +147,17 @@ impl From<tutela_store::StoreError> for ReportError {
 impl Analytics {
     /// Today in the site's time zone.
     pub fn site_today(&self, site_id: i64) -> Option<Date> {
-        self.site(site_id)
-            .map(|s| jiff::Timestamp::now().to_zoned_datetime(s.tz.clone()).date())
+        self.site(site_id).map(|s| {
+            jiff::Timestamp::now()
+                .to_zoned_datetime(s.tz.clone())
+                .date()
+        })
     }
 
     fn check(&self, site_id: i64, from: Date, to: Date) -> Result<&crate::Site, ReportError> {
-        let site = self.site(site_id).ok_or(ReportError::UnknownSite(site_id))?;
+        let site = self
+            .site(site_id)
+            .ok_or(ReportError::UnknownSite(site_id))?;
         let days = from.until(to).map(|s| s.get_days()).unwrap_or(-1);
         if to < from || i64::from(days) >= MAX_RANGE_DAYS {
             return Err(ReportError::BadRange);
@@ -163,12 +168,21 @@ impl Analytics {
     /// Distinct pseudonyms over the days `f..=t`: exact for one day (the day's counter) and for
     /// small ranges; estimated from the daily HyperLogLog sketches (about 0.8 % error) when the
     /// range holds more than [`EXACT_UNIQUES_UP_TO`] visitor-days.
-    async fn unique_visitors(&self, site_id: i64, f: i64, t: i64, visitor_days: i64) -> Result<i64, ReportError> {
+    async fn unique_visitors(
+        &self,
+        site_id: i64,
+        f: i64,
+        t: i64,
+        visitor_days: i64,
+    ) -> Result<i64, ReportError> {
         if f == t {
             return Ok(visitor_days);
         }
         if visitor_days <= EXACT_UNIQUES_UP_TO {
-            return Ok(self.store().analytics_unique_visitors(site_id, f, t).await?);
+            return Ok(self
+                .store()
+                .analytics_unique_visitors(site_id, f, t)
+                .await?);
         }
         let mut regs = vec![0u8; crate::hll::M];
         for s in self.store().analytics_sketches(site_id, f, t).await? {
@@ -187,10 +201,17 @@ impl Analytics {
         limit: i64,
     ) -> Result<Vec<Row>, ReportError> {
         self.check(site_id, from, to)?;
-        let dim = section_dim(section).ok_or_else(|| ReportError::UnknownSection(section.into()))?;
+        let dim =
+            section_dim(section).ok_or_else(|| ReportError::UnknownSection(section.into()))?;
         let rows = self
             .store()
-            .analytics_top(site_id, dim, day_number(from), day_number(to), limit.clamp(1, MAX_LIMIT))
+            .analytics_top(
+                site_id,
+                dim,
+                day_number(from),
+                day_number(to),
+                limit.clamp(1, MAX_LIMIT),
+            )
             .await?;
         Ok(rows
             .into_iter()
@@ -223,7 +244,10 @@ impl Analytics {
         let series = fill_series(from, to, granularity, &points, &daily_uniques);
         let mut tables = Vec::with_capacity(SECTIONS.len());
         for (name, _) in SECTIONS {
-            tables.push((name.to_string(), self.table(site_id, name, from, to, limit).await?));
+            tables.push((
+                name.to_string(),
+                self.table(site_id, name, from, to, limit).await?,
+            ));
         }
         Ok(Report {
             site_id,

@@ -201,8 +201,22 @@ pub fn device_type(
         return DeviceType::Console;
     }
     if [
-        "SmartTV", "SMART-TV", "Smart-TV", "HbbTV", "Web0S", "CrKey", "AppleTV", "BRAVIA",
-        "GoogleTV", "Android TV", "AndroidTV", "Roku", "AFTB", "AFTS", "AFTM", "AFTT",
+        "SmartTV",
+        "SMART-TV",
+        "Smart-TV",
+        "HbbTV",
+        "Web0S",
+        "CrKey",
+        "AppleTV",
+        "BRAVIA",
+        "GoogleTV",
+        "Android TV",
+        "AndroidTV",
+        "Roku",
+        "AFTB",
+        "AFTS",
+        "AFTM",
+        "AFTT",
     ]
     .iter()
     .any(|m| has(m))
@@ -257,7 +271,7 @@ pub fn apply_hints(mut s: DeviceSummary, h: &ClientHints) -> DeviceSummary {
         .iter()
         .filter(|b| {
             let n = b.brand.to_ascii_lowercase();
-            !(n.contains("not") && n.contains("brand")) && !b.brand.trim().is_empty()
+            !(b.brand.trim().is_empty() || (n.contains("not") && n.contains("brand")))
         })
         .collect();
     let pick = real
@@ -273,7 +287,8 @@ pub fn apply_hints(mut s: DeviceSummary, h: &ClientHints) -> DeviceSummary {
         };
         s.browser = Some(crate::url::truncate(name, 64).to_string());
         let mut parts = b.version.split('.');
-        s.browser_version = version(parts.next(), parts.next()).map(|v| crate::url::truncate(&v, 32).to_string());
+        s.browser_version =
+            version(parts.next(), parts.next()).map(|v| crate::url::truncate(&v, 32).to_string());
     }
     if let Some(p) = h.platform.as_deref().filter(|p| !p.is_empty()) {
         let pv = h.platform_version.as_deref().unwrap_or_default();
@@ -284,25 +299,45 @@ pub fn apply_hints(mut s: DeviceSummary, h: &ClientHints) -> DeviceSummary {
             // Windows 11 reports platformVersion 13 or higher; 1 to 10 are Windows 10.
             "Windows" => (
                 "Windows",
-                major.map(|m| if m >= 13 { "11".to_string() } else if m > 0 { "10".to_string() } else { "7/8".to_string() }),
+                major.map(|m| {
+                    if m >= 13 {
+                        "11".to_string()
+                    } else if m > 0 {
+                        "10".to_string()
+                    } else {
+                        "7/8".to_string()
+                    }
+                }),
             ),
-            "macOS" => ("Mac OS X", major.map(|m| version(Some(&m.to_string()), minor).unwrap_or_default())),
+            "macOS" => (
+                "Mac OS X",
+                major.map(|m| version(Some(&m.to_string()), minor).unwrap_or_default()),
+            ),
             "Chrome OS" | "ChromeOS" => ("Chrome OS", major.map(|m| m.to_string())),
-            other => (other, major.map(|m| version(Some(&m.to_string()), minor).unwrap_or_default())),
+            other => (
+                other,
+                major.map(|m| version(Some(&m.to_string()), minor).unwrap_or_default()),
+            ),
         };
         s.os = Some(crate::url::truncate(os, 64).to_string());
         if ver.is_some() {
             s.os_version = ver;
         }
     }
-    let factors: Vec<String> = h.form_factors.iter().map(|f| f.to_ascii_lowercase()).collect();
+    let factors: Vec<String> = h
+        .form_factors
+        .iter()
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
     if factors.iter().any(|f| f == "tablet") {
         s.device = DeviceType::Tablet;
     } else if factors.iter().any(|f| f == "watch") {
         s.device = DeviceType::Wearable;
     } else if factors.iter().any(|f| f == "mobile") || h.mobile == Some(true) {
         s.device = DeviceType::Smartphone;
-    } else if h.mobile == Some(false) && matches!(s.device, DeviceType::Unknown | DeviceType::Smartphone) {
+    } else if h.mobile == Some(false)
+        && matches!(s.device, DeviceType::Unknown | DeviceType::Smartphone)
+    {
         s.device = DeviceType::Desktop;
     }
     s
@@ -316,10 +351,12 @@ mod tests {
     const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
     const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
     const ANDROID_TABLET: &str = "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36";
-    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    const GOOGLEBOT: &str =
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
     const PS5: &str = "Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.0 Safari/605.1.15";
     const TIZEN_TV: &str = "Mozilla/5.0 (SMART-TV; LINUX; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) 76.0.3809.146/6.0 TV Safari/537.36";
-    const FIREFOX_LINUX: &str = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+    const FIREFOX_LINUX: &str =
+        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 
     #[test]
     fn summaries_of_common_agents() {
@@ -339,7 +376,10 @@ mod tests {
         assert_eq!(c.summarise(PS5, None).device, DeviceType::Console);
         assert_eq!(c.summarise(TIZEN_TV, None).device, DeviceType::Tv);
         let s = c.summarise(FIREFOX_LINUX, None);
-        assert_eq!((s.browser.as_deref(), s.device), (Some("Firefox"), DeviceType::Desktop));
+        assert_eq!(
+            (s.browser.as_deref(), s.device),
+            (Some("Firefox"), DeviceType::Desktop)
+        );
         assert_eq!(c.summarise("", None).device, DeviceType::Unknown);
     }
 
@@ -352,9 +392,15 @@ mod tests {
         let s = UaCache::default().summarise(CHROME_WIN, Some(&hints));
         assert_eq!(s.browser.as_deref(), Some("Edge"));
         assert_eq!(s.browser_version.as_deref(), Some("120.0"));
-        assert_eq!((s.os.as_deref(), s.os_version.as_deref()), (Some("Windows"), Some("11")));
+        assert_eq!(
+            (s.os.as_deref(), s.os_version.as_deref()),
+            (Some("Windows"), Some("11"))
+        );
         assert_eq!(s.device, DeviceType::Desktop);
-        let mobile = ClientHints::parse(r#"{"mobile":true,"platform":"Android","platformVersion":"14.0.0"}"#).unwrap();
+        let mobile = ClientHints::parse(
+            r#"{"mobile":true,"platform":"Android","platformVersion":"14.0.0"}"#,
+        )
+        .unwrap();
         let s = apply_hints(summarise_uncached(CHROME_WIN), &mobile);
         assert_eq!(s.device, DeviceType::Smartphone);
         assert_eq!(s.os.as_deref(), Some("Android"));

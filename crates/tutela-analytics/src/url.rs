@@ -40,7 +40,9 @@ pub fn host(raw: &str) -> Option<String> {
     let rest = raw
         .trim()
         .split_once("://")
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))?
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+        })?
         .1;
     let authority = rest.split(['/', '?', '#']).next()?;
     let authority = authority.rsplit('@').next()?;
@@ -68,19 +70,35 @@ mod tests {
     fn strips_query_and_fragment_but_keeps_campaigns() {
         let keep = vec!["utm_campaign".to_string(), "mtm_source".to_string()];
         assert_eq!(
-            without_query("https://ex.com/a/b?email=x@y.z&utm_campaign=winter#top", &keep).unwrap(),
+            without_query(
+                "https://ex.com/a/b?email=x@y.z&utm_campaign=winter#top",
+                &keep
+            )
+            .unwrap(),
             "https://ex.com/a/b?utm_campaign=winter"
         );
-        assert_eq!(without_query("https://ex.com/?q=secret", &keep).unwrap(), "https://ex.com/");
-        assert_eq!(without_query("https://ex.com/p#frag", &[]).unwrap(), "https://ex.com/p");
+        assert_eq!(
+            without_query("https://ex.com/?q=secret", &keep).unwrap(),
+            "https://ex.com/"
+        );
+        assert_eq!(
+            without_query("https://ex.com/p#frag", &[]).unwrap(),
+            "https://ex.com/p"
+        );
         assert_eq!(without_query("  ", &keep), None);
         let long = format!("https://ex.com/{}", "é".repeat(5000));
-        assert_eq!(without_query(&long, &[]).unwrap().chars().count(), MAX_URL_CHARS);
+        assert_eq!(
+            without_query(&long, &[]).unwrap().chars().count(),
+            MAX_URL_CHARS
+        );
     }
 
     #[test]
     fn hosts() {
-        assert_eq!(host("https://User:pw@WWW.Example.com:8443/x?y").as_deref(), Some("www.example.com"));
+        assert_eq!(
+            host("https://User:pw@WWW.Example.com:8443/x?y").as_deref(),
+            Some("www.example.com")
+        );
         assert_eq!(host("http://[::1]:8080/").as_deref(), Some("::1"));
         assert_eq!(host("http://localhost").as_deref(), Some("localhost"));
         assert_eq!(host("ftp://example.com/"), None);

@@ -140,7 +140,11 @@ impl State {
     }
 
     /// Loads (rebuilds from the exact visitor-days) the sketches the hits will touch.
-    async fn load_sketches(&mut self, store: &Store, hits: &[MinHit]) -> Result<(), tutela_store::StoreError> {
+    async fn load_sketches(
+        &mut self,
+        store: &Store,
+        hits: &[MinHit],
+    ) -> Result<(), tutela_store::StoreError> {
         let mut days: Vec<(i64, i64)> = hits
             .iter()
             .filter(|h| !h.ping)
@@ -175,7 +179,11 @@ impl State {
 
     /// The changed sketches to write now (all of them when `force`).
     fn take_sketches(&mut self, force: bool) -> Vec<(i64, i64, String, Vec<u8>)> {
-        if !force && self.last_sketch_write.is_some_and(|t| t.elapsed() < SKETCH_WRITE_EVERY) {
+        if !force
+            && self
+                .last_sketch_write
+                .is_some_and(|t| t.elapsed() < SKETCH_WRITE_EVERY)
+        {
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -203,11 +211,13 @@ impl State {
             return;
         }
         self.last_sweep = now;
-        self.visits.retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS);
+        self.visits
+            .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS);
         if self.visits.len() >= MAX_OPEN_VISITS {
             // Far more open visits than expected: keep memory bounded, at the cost of splitting
             // the oldest open visits.
-            self.visits.retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS / 6);
+            self.visits
+                .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS / 6);
         }
         if self.seen.len() > MAX_SEEN_VISITOR_DAYS {
             self.seen.clear();
@@ -461,9 +471,9 @@ pub(crate) async fn run(
             Err(e) => Err(e),
         }
         .map_err(|e| {
-                tracing::error!(error = %e, hits = n, "analytics batch not written");
-                "database write failed".to_string()
-            });
+            tracing::error!(error = %e, hits = n, "analytics batch not written");
+            "database write failed".to_string()
+        });
         metrics::histogram!("tutela_analytics_batch_hits").record(n as f64);
         metrics::histogram!("tutela_analytics_commit_seconds")
             .record(started.elapsed().as_secs_f64());

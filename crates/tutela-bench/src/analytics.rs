@@ -62,7 +62,14 @@ struct Server {
 impl Server {
     fn start(data_dir: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(tutela_bin()?)
-            .args(["--log-level", "warn", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--log-level",
+                "warn",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -75,6 +82,19 @@ impl Server {
             .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?
             .to_string();
         Ok(Server { child, addr })
+    }
+
+    /// CPU time (user + system) the server used so far, in seconds.
+    fn cpu_secs(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                let after = s.rsplit_once(')')?.1.to_string();
+                let f: Vec<&str> = after.split_whitespace().collect();
+                let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+                Some(ticks / 100.0)
+            })
+            .unwrap_or(f64::NAN)
     }
 
     /// Peak resident memory of the server (VmHWM), in MiB.
@@ -149,6 +169,8 @@ impl Conn {
 }
 
 struct LoadResult {
+    /// Server CPU seconds during the measured window.
+    server_cpu: f64,
     requests: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
@@ -157,12 +179,13 @@ struct LoadResult {
 
 /// Runs `connections` loops sending `make(conn, i)` until the deadline; counts 2xx answers.
 async fn load(
-    addr: &str,
+    server: &Server,
     connections: usize,
     warmup: Duration,
     measure: Duration,
     make: Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>,
 ) -> anyhow::Result<LoadResult> {
+    let addr = server.addr.clone();
     let start = Instant::now() + warmup;
     let end = start + measure;
     let mut tasks = Vec::new();
@@ -193,7 +216,12 @@ async fn load(
             anyhow::Ok((n, errors, lat))
         }));
     }
+    tokio::time::sleep_until(start.into()).await;
+    let cpu0 = server.cpu_secs();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu1 = server.cpu_secs();
     let mut total = LoadResult {
+        server_cpu: cpu1 - cpu0,
         requests: 0,
         elapsed: measure,
         latencies: Vec::new(),
@@ -247,7 +275,10 @@ fn writer_stats(addr: &str) -> String {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return String::new();
     };
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let get = |name: &str| {
@@ -262,20 +293,23 @@ fn writer_stats(addr: &str) -> String {
         "; writer: {:.0} batches, {:.1} hits per batch, {:.2} ms per batch",
         batches,
         get("tutela_analytics_batch_hits_sum") / batches,
-        get("tutela_analytics_commit_seconds_sum") / get("tutela_analytics_commit_seconds_count") * 1e3
+        get("tutela_analytics_commit_seconds_sum") / get("tutela_analytics_commit_seconds_count")
+            * 1e3
     )
 }
 
 fn report(what: &str, r: &mut LoadResult, per_request: u64, server: &Server) {
     let secs = r.elapsed.as_secs_f64();
     println!(
-        "{what}: {:.0} requests/s, {:.0} events/s; latency p50 {}, p99 {}, max {}; {} non-2xx; server peak RSS {:.1} MiB{}",
+        "{what}: {:.0} requests/s, {:.0} events/s; latency p50 {}, p99 {}, max {}; {} non-2xx; server CPU {:.1} µs per event ({:.0} % of one core); server peak RSS {:.1} MiB{}",
         r.requests as f64 / secs,
         (r.requests * per_request) as f64 / secs,
         ms(quantile(&mut r.latencies, 0.5)),
         ms(quantile(&mut r.latencies, 0.99)),
         ms(quantile(&mut r.latencies, 1.0)),
         r.errors,
+        r.server_cpu * 1e6 / (r.requests * per_request).max(1) as f64,
+        r.server_cpu / secs * 100.0,
         server.peak_rss_mib(),
         writer_stats(&server.addr)
     );
@@ -293,7 +327,7 @@ async fn hits(args: &Args) -> anyhow::Result<()> {
         .into_bytes()
     });
     let mut r = load(
-        &server.addr,
+        &server,
         args.connections,
         Duration::from_secs(2),
         Duration::from_secs(args.seconds),
@@ -326,7 +360,7 @@ async fn bulk(args: &Args) -> anyhow::Result<()> {
         .into_bytes()
     });
     let mut r = load(
-        &server.addr,
+        &server,
         args.connections,
         Duration::from_secs(2),
         Duration::from_secs(args.seconds),
@@ -357,8 +391,20 @@ async fn seed(dir: &Path, events: u64) -> anyhow::Result<()> {
         ("Chrome", "119.0", "Windows", "11", DeviceType::Desktop),
         ("Firefox", "121.0", "Ubuntu", "", DeviceType::Desktop),
         ("Safari", "17.1", "Mac OS X", "10.15", DeviceType::Desktop),
-        ("Mobile Safari", "17.1", "iOS", "17.1", DeviceType::Smartphone),
-        ("Chrome Mobile", "120.0", "Android", "14", DeviceType::Smartphone),
+        (
+            "Mobile Safari",
+            "17.1",
+            "iOS",
+            "17.1",
+            DeviceType::Smartphone,
+        ),
+        (
+            "Chrome Mobile",
+            "120.0",
+            "Android",
+            "14",
+            DeviceType::Smartphone,
+        ),
         ("Mobile Safari", "16.6", "iOS", "16.6", DeviceType::Tablet),
         ("Edge", "120.0", "Windows", "10", DeviceType::Desktop),
     ]
@@ -373,7 +419,16 @@ async fn seed(dir: &Path, events: u64) -> anyhow::Result<()> {
         })
     })
     .collect();
-    let resolutions = ["1920x1080", "1366x768", "1536x864", "390x844", "414x896", "2560x1440", "1280x720", "820x1180"];
+    let resolutions = [
+        "1920x1080",
+        "1366x768",
+        "1536x864",
+        "390x844",
+        "414x896",
+        "2560x1440",
+        "1280x720",
+        "820x1180",
+    ];
     let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
         rng ^= rng << 13;
@@ -393,7 +448,11 @@ async fn seed(dir: &Path, events: u64) -> anyhow::Result<()> {
         let start = first + (v as i64 * span) / visits as i64;
         // About 40 % of visits come from returning visitors of a pool.
         let r = next();
-        let visitor = if r % 10 < 4 { (r >> 8) % 400_000 } else { 1_000_000 + v } as i64;
+        let visitor = if r % 10 < 4 {
+            (r >> 8) % 400_000
+        } else {
+            1_000_000 + v
+        } as i64;
         let dev = &devices[(r >> 20) as usize % devices.len()];
         let res = resolutions[(r >> 30) as usize % resolutions.len()];
         let n = 1 + (next() % 5) as i64; // 1..=5 actions, 3 on average
@@ -414,7 +473,8 @@ async fn seed(dir: &Path, events: u64) -> anyhow::Result<()> {
                 url: Some(format!("http://localhost/docs/page-{page}")),
                 title: None,
                 ev_category: is_event.then(|| "Video".to_string()),
-                ev_action: is_event.then(|| ["Play", "Pause", "Seek"][(x >> 40) as usize % 3].to_string()),
+                ev_action: is_event
+                    .then(|| ["Play", "Pause", "Seek"][(x >> 40) as usize % 3].to_string()),
                 ev_name: None,
                 ev_value: None,
                 referrer: None,
@@ -455,7 +515,9 @@ async fn dashboard(args: &Args) -> anyhow::Result<()> {
         }
     };
     let marker = dir.join("seeded-events");
-    let seeded: Option<u64> = std::fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok());
+    let seeded: Option<u64> = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     if seeded != Some(args.events) {
         std::fs::create_dir_all(&dir)?;
         seed(&dir, args.events).await?;
@@ -466,9 +528,22 @@ async fn dashboard(args: &Args) -> anyhow::Result<()> {
     let out = Command::new(tutela_bin()?)
         .args(["--log-level", "warn", "--data-dir"])
         .arg(&dir)
-        .args(["tokens", "create", "--name", "bench", "--scope", "analytics:read", "--expires", "1 day"])
+        .args([
+            "tokens",
+            "create",
+            "--name",
+            "bench",
+            "--scope",
+            "analytics:read",
+            "--expires",
+            "1 day",
+        ])
         .output()?;
-    anyhow::ensure!(out.status.success(), "tokens create failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "tokens create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout)?
         .split_whitespace()
         .find(|w| w.starts_with("tutela_"))
@@ -498,11 +573,15 @@ async fn dashboard(args: &Args) -> anyhow::Result<()> {
     for (what, req) in [
         (
             "30-day dashboard page (HTML + SVG, every table)",
-            format!("GET /analytics/sites/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"),
+            format!(
+                "GET /analytics/sites/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+            ),
         ),
         (
             "30-day report API (JSON, every table)",
-            format!("GET /api/v1/analytics/sites/1/report HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"),
+            format!(
+                "GET /api/v1/analytics/sites/1/report HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ),
         ),
     ] {
         let mut samples = Vec::with_capacity(args.runs);

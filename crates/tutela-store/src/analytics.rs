@@ -218,7 +218,11 @@ impl Store {
     }
 
     /// SQLite: the same batch through the dedicated `rusqlite` connection (see `sqlite_fast`).
-    async fn sqlite_write_batch(&self, path: std::path::PathBuf, batch: &AnalyticsBatch) -> Result<()> {
+    async fn sqlite_write_batch(
+        &self,
+        path: std::path::PathBuf,
+        batch: &AnalyticsBatch,
+    ) -> Result<()> {
         let fast = self.fast.clone();
         let full_sync = self
             .analytics_full_sync
@@ -239,7 +243,9 @@ impl Store {
             Ok(())
         })
         .await
-        .map_err(|e| crate::StoreError::Database(sqlx::Error::Protocol(format!("writer task: {e}"))))?
+        .map_err(|e| {
+            crate::StoreError::Database(sqlx::Error::Protocol(format!("writer task: {e}")))
+        })?
     }
 
     /// On SQLite, whether analytics commits are fsynced (`true`, the default: they survive a power
@@ -315,9 +321,7 @@ impl Store {
         .bind(kind)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<i64, _>(0)?))
-            .collect()
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
     }
 
     /// Totals of `site` over the days `from..=to`.
@@ -433,7 +437,12 @@ impl Store {
     }
 
     /// The HyperLogLog sketches of the days `from..=to` (every node's).
-    pub async fn analytics_sketches(&self, site_id: i64, from: i64, to: i64) -> Result<Vec<Vec<u8>>> {
+    pub async fn analytics_sketches(
+        &self,
+        site_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>> {
         let rows = sqlx::query(
             "SELECT registers FROM analytics_uniques WHERE site_id = $1 AND day >= $2 AND day <= $3",
         )
@@ -489,7 +498,11 @@ impl Store {
 
     /// Retention: deletes every event and rollup row of `site` on days up to and including
     /// `last_day` — whole days, through the `day` indexes.
-    pub async fn analytics_purge_through(&self, site_id: i64, last_day: i64) -> Result<PurgeCounts> {
+    pub async fn analytics_purge_through(
+        &self,
+        site_id: i64,
+        last_day: i64,
+    ) -> Result<PurgeCounts> {
         let mut tx = self.pool().begin().await?;
         let events = sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
             .bind(last_day)
@@ -682,14 +695,18 @@ async fn insert_visitor_days(
     let mut at = 0;
     let mut new: std::collections::HashMap<(i64, i64, i64), i64> = std::collections::HashMap::new();
     // A visitor listed twice for a day counts in the hour it was first listed with.
-    let mut hour_of: std::collections::HashMap<(i64, i64, i64), i64> = std::collections::HashMap::new();
+    let mut hour_of: std::collections::HashMap<(i64, i64, i64), i64> =
+        std::collections::HashMap::new();
     for (s, d, v, h) in rows {
         hour_of.entry((*s, *d, *v)).or_insert(*h);
     }
     for size in chunks(rows.len()) {
-        let mut sql = String::from("INSERT INTO analytics_visitor_days (site_id, day, visitor) VALUES ");
+        let mut sql =
+            String::from("INSERT INTO analytics_visitor_days (site_id, day, visitor) VALUES ");
         values_clause(&mut sql, size, 3);
-        sql.push_str(" ON CONFLICT (site_id, day, visitor) DO NOTHING RETURNING site_id, day, visitor");
+        sql.push_str(
+            " ON CONFLICT (site_id, day, visitor) DO NOTHING RETURNING site_id, day, visitor",
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (s, d, v, _) in &rows[at..at + size] {
             q = q.bind(*s).bind(*d).bind(*v);

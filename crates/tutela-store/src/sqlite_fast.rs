@@ -113,13 +113,15 @@ impl FastWriter {
                  duration = analytics_hourly.duration + excluded.duration, \
                  visitors = analytics_hourly.visitors + excluded.visitors",
             )?;
-            let extra = new.into_iter().map(|((site_id, day, hour), visitors)| HourlyDelta {
-                site_id,
-                day,
-                hour,
-                visitors,
-                ..HourlyDelta::default()
-            });
+            let extra = new
+                .into_iter()
+                .map(|((site_id, day, hour), visitors)| HourlyDelta {
+                    site_id,
+                    day,
+                    hour,
+                    visitors,
+                    ..HourlyDelta::default()
+                });
             for h in batch.hourly.iter().cloned().chain(extra) {
                 hourly.execute(params![
                     h.site_id,

@@ -12,7 +12,11 @@ const EVERY: Duration = Duration::from_secs(15 * 60);
 
 /// Runs the job now and then every 15 minutes.
 pub fn spawn(analytics: Arc<Analytics>) {
-    let holder = format!("node-{}-{}", std::process::id(), jiff::Timestamp::now().as_nanosecond());
+    let holder = format!(
+        "node-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         loop {
@@ -36,6 +40,10 @@ async fn run_once(analytics: &Analytics, holder: &str) -> anyhow::Result<()> {
     let destroyed = analytics.rotate_salts(now).await?;
     let purged = analytics.purge_expired(now).await?;
     let events: u64 = purged.iter().map(|(_, c)| c.events).sum();
-    tracing::info!(salts_destroyed = destroyed, events_purged = events, "analytics retention job done");
+    tracing::info!(
+        salts_destroyed = destroyed,
+        events_purged = events,
+        "analytics retention job done"
+    );
     Ok(())
 }

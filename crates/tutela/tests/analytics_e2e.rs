@@ -39,7 +39,10 @@ fn available(ok: bool, what: &str) -> bool {
 }
 
 fn node_ready() -> bool {
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !available(node, "node is not installed (apt-get install nodejs npm)") {
         return false;
     }
@@ -51,7 +54,12 @@ fn node_ready() -> bool {
     if !installed(&dir) {
         // Tests of one binary run in parallel: one installs, the others wait for it.
         let lock = dir.join(".installing");
-        if std::fs::OpenOptions::new().write(true).create_new(true).open(&lock).is_ok() {
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+            .is_ok()
+        {
             let out = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir)
@@ -91,7 +99,14 @@ impl Drop for Server {
 fn serve() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut child = tutela()
-        .args(["--log-level", "warn", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--log-level",
+            "warn",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -113,10 +128,23 @@ fn token(server: &Server) -> String {
     let out = tutela()
         .args(["--data-dir"])
         .arg(server.dir.path())
-        .args(["tokens", "create", "--name", "e2e", "--scope", "analytics:read", "--scope", "analytics:track"])
+        .args([
+            "tokens",
+            "create",
+            "--name",
+            "e2e",
+            "--scope",
+            "analytics:read",
+            "--scope",
+            "analytics:track",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .split_whitespace()
@@ -191,10 +219,18 @@ fn matomo_tracker_npm_client_hits_appear_in_reports() {
     assert_eq!(s["visits"], 2, "{v}");
     assert_eq!(s["unique_visitors"], 2, "{v}");
     let pages = labels(&v, "pages");
-    for p in ["http://localhost/npm/home", "http://localhost/npm/docs", "http://localhost/npm/bulk-a", "http://localhost/npm/bulk-b"] {
+    for p in [
+        "http://localhost/npm/home",
+        "http://localhost/npm/docs",
+        "http://localhost/npm/bulk-a",
+        "http://localhost/npm/bulk-b",
+    ] {
         assert!(pages.contains(&p.to_string()), "{p} missing from {pages:?}");
     }
-    assert!(!pages.iter().any(|p| p.contains("secret")), "query string kept: {pages:?}");
+    assert!(
+        !pages.iter().any(|p| p.contains("secret")),
+        "query string kept: {pages:?}"
+    );
     assert_eq!(labels(&v, "browsers")[0], "Firefox 121.0");
     assert_eq!(labels(&v, "event_actions"), ["Docs / Copy"]);
 }
@@ -232,23 +268,42 @@ fn standard_snippet_in_headless_chromium_and_the_dashboard() {
     );
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     // The tracker set a visitor cookie and sent its hits as POSTs (sendBeacon).
-    assert_eq!(result["visitorId"].as_str().map(str::len), Some(16), "{result}");
+    assert_eq!(
+        result["visitorId"].as_str().map(str::len),
+        Some(16),
+        "{result}"
+    );
     assert!(
-        result["trackerRequests"].as_array().unwrap().iter().all(|m| m == "POST"),
+        result["trackerRequests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m == "POST"),
         "{result}"
     );
 
     let v = report_until(&server.addr, &token, |v| {
-        v["summary"]["pageviews"] == 2 && v["summary"]["events"] == 1 && !labels(v, "outlinks").is_empty()
+        v["summary"]["pageviews"] == 2
+            && v["summary"]["events"] == 1
+            && !labels(v, "outlinks").is_empty()
     });
     let s = &v["summary"];
     assert_eq!(s["pageviews"], 2, "{v}");
     assert_eq!(s["events"], 1, "{v}");
-    assert_eq!(s["visits"], 1, "one visit: the cookie carried the visitor across pages: {v}");
+    assert_eq!(
+        s["visits"], 1,
+        "one visit: the cookie carried the visitor across pages: {v}"
+    );
     let pages = labels(&v, "pages");
     let port_host = |p: &str| p.split('/').nth(2).unwrap_or_default().to_string();
-    assert!(pages.iter().all(|p| port_host(p).starts_with("localhost:")), "{pages:?}");
-    assert!(pages.iter().any(|p| p.ends_with("/home?utm_campaign=e2e")), "campaign kept, e-mail dropped: {pages:?}");
+    assert!(
+        pages.iter().all(|p| port_host(p).starts_with("localhost:")),
+        "{pages:?}"
+    );
+    assert!(
+        pages.iter().any(|p| p.ends_with("/home?utm_campaign=e2e")),
+        "campaign kept, e-mail dropped: {pages:?}"
+    );
     assert!(pages.iter().any(|p| p.ends_with("/about")), "{pages:?}");
     assert_eq!(labels(&v, "outlinks"), ["https://example.org/away"]);
     assert_eq!(labels(&v, "event_actions"), ["E2E / Click"]);
@@ -259,9 +314,15 @@ fn standard_snippet_in_headless_chromium_and_the_dashboard() {
     assert_eq!(d["pageviews"], "2", "{result}");
     assert_eq!(d["visits"], "1", "{result}");
     assert!(d["pages"].as_str().unwrap().contains("/about"), "{result}");
-    assert!(d["outlinks"].as_str().unwrap().contains("example.org/away"), "{result}");
+    assert!(
+        d["outlinks"].as_str().unwrap().contains("example.org/away"),
+        "{result}"
+    );
     assert_eq!(d["chart"], 2, "{result}");
-    assert_ne!(d["cssLoaded"], "rgba(0, 0, 0, 0)", "the stylesheet applies: {result}");
+    assert_ne!(
+        d["cssLoaded"], "rgba(0, 0, 0, 0)",
+        "the stylesheet applies: {result}"
+    );
     assert_eq!(result["consoleErrors"], serde_json::json!([]), "{result}");
     assert!(artifacts.join("dashboard.png").exists());
 }

@@ -147,7 +147,10 @@ fn series_csv(report: &Report) -> String {
 }
 
 /// `GET /api/v1/analytics/sites`
-pub(crate) async fn sites(caller: Caller, State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn sites(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
     caller.require(Scope::AnalyticsRead)?;
     let a = &state.analytics.analytics;
     let sites: Vec<_> = a
@@ -180,7 +183,10 @@ pub(crate) async fn report(
         .await
         .map_err(report_error)?;
     if csv {
-        return Ok(csv_response(&format!("site-{site}-series"), series_csv(&report)));
+        return Ok(csv_response(
+            &format!("site-{site}-series"),
+            series_csv(&report),
+        ));
     }
     let tables: serde_json::Map<String, serde_json::Value> = report
         .tables
@@ -220,7 +226,10 @@ pub(crate) async fn section(
                 .map_err(report_error)?;
             if section == "series" {
                 if csv {
-                    return Ok(csv_response(&format!("site-{site}-series"), series_csv(&report)));
+                    return Ok(csv_response(
+                        &format!("site-{site}-series"),
+                        series_csv(&report),
+                    ));
                 }
                 return Ok(Json(report.series).into_response());
             }
@@ -230,7 +239,13 @@ pub(crate) async fn section(
                     &format!("site-{site}-summary"),
                     format!(
                         "visits,unique_visitors,pageviews,actions,events,bounce_rate,avg_visit_duration_secs\n{},{},{},{},{},{:.4},{:.1}\n",
-                        s.visits, s.unique_visitors, s.pageviews, s.actions, s.events, s.bounce_rate, s.avg_visit_duration_secs
+                        s.visits,
+                        s.unique_visitors,
+                        s.pageviews,
+                        s.actions,
+                        s.events,
+                        s.bounce_rate,
+                        s.avg_visit_duration_secs
                     ),
                 ));
             }
@@ -242,7 +257,10 @@ pub(crate) async fn section(
                 .await
                 .map_err(report_error)?;
             if csv {
-                return Ok(csv_response(&format!("site-{site}-{name}"), rows_csv(&rows)));
+                return Ok(csv_response(
+                    &format!("site-{site}-{name}"),
+                    rows_csv(&rows),
+                ));
             }
             Ok(Json(rows).into_response())
         }

@@ -223,7 +223,7 @@ async fn handle(
                 continue;
             };
             match analytics.prepare(raw, &client, trusted, now).await {
-                Ok(Prepared::Track(h)) => hits.push(h),
+                Ok(Prepared::Track(h)) => hits.push(*h),
                 Ok(Prepared::Skip(s)) => {
                     skipped += 1;
                     metrics::counter!("tutela_analytics_hits_total", "outcome" => s.as_str())
@@ -271,7 +271,7 @@ async fn handle(
             metrics::counter!("tutela_analytics_hits_total", "outcome" => s.as_str()).increment(1);
             success(send_image)
         }
-        Ok(Prepared::Track(hit)) => match analytics.submit(vec![hit]).await {
+        Ok(Prepared::Track(hit)) => match analytics.submit(vec![*hit]).await {
             Ok(_) => success(send_image),
             Err(e) => ingest_error(e),
         },
@@ -282,7 +282,10 @@ async fn handle(
 pub(crate) async fn tracker_js() -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/javascript; charset=utf-8"),
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         TRACKER_JS,
@@ -326,10 +329,7 @@ fn french(headers: &HeaderMap, q: &LangQuery) -> bool {
 
 /// `GET /optout`: the visitor's status, their tracker id (to prove it in a rights request) and
 /// the button.
-pub(crate) async fn optout_page(
-    headers: HeaderMap,
-    Query(q): Query<LangQuery>,
-) -> Response {
+pub(crate) async fn optout_page(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let fr = french(&headers, &q);
     let out = opted_out(&headers);
     let ids: Vec<String> = cookies(&headers)
@@ -351,9 +351,15 @@ pub(crate) async fn optout_page(
         )
     };
     let (action, label) = if out {
-        ("optin", t("Count my visits again", "Compter à nouveau mes visites"))
+        (
+            "optin",
+            t("Count my visits again", "Compter à nouveau mes visites"),
+        )
     } else {
-        ("optout", t("Do not count my visits", "Ne pas compter mes visites"))
+        (
+            "optout",
+            t("Do not count my visits", "Ne pas compter mes visites"),
+        )
     };
     let id_block = if ids.is_empty() {
         String::new()
@@ -396,11 +402,10 @@ pub(crate) async fn optout_post(
     axum::Form(form): axum::Form<OptOutForm>,
 ) -> Response {
     // A cross-site form must not opt someone back in (or out).
-    if let (Some(origin), Some(host)) = (
-        header_str(&headers, "origin"),
-        header_str(&headers, "host"),
-    ) && tutela_analytics::url::host(origin).as_deref()
-        != Some(host.split(':').next().unwrap_or(host))
+    if let (Some(origin), Some(host)) =
+        (header_str(&headers, "origin"), header_str(&headers, "host"))
+        && tutela_analytics::url::host(origin).as_deref()
+            != Some(host.split(':').next().unwrap_or(host))
     {
         return ApiError::new(ErrorCode::Forbidden, "cross-site request refused").into_response();
     }

@@ -147,7 +147,10 @@ fn login_page(l: &L, error: Option<&str>) -> Response {
          <label for=\"token\">{}</label><input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" required>\
          <button type=\"submit\">{}</button></form><p class=\"note\">{}</p></main>",
         l.t("Audience statistics", "Statistiques d'audience"),
-        l.t("API token (scope analytics:read)", "Jeton d'API (portée analytics:read)"),
+        l.t(
+            "API token (scope analytics:read)",
+            "Jeton d'API (portée analytics:read)"
+        ),
         l.t("Open the dashboard", "Ouvrir le tableau de bord"),
         l.t(
             "Create one with: tutela tokens create --name dashboard --scope analytics:read",
@@ -191,7 +194,10 @@ pub(crate) async fn login(
     let caller = match crate::auth::authenticate(&state, form.token.trim()).await {
         Ok(c) => c,
         Err(_) => {
-            let mut r = login_page(&l, Some(l.t("This token is not valid.", "Ce jeton n'est pas valide.")));
+            let mut r = login_page(
+                &l,
+                Some(l.t("This token is not valid.", "Ce jeton n'est pas valide.")),
+            );
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             return r;
         }
@@ -239,7 +245,9 @@ pub(crate) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
         .into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("tutela_dash=; Max-Age=0; Path=/analytics; HttpOnly; SameSite=Strict"),
+        HeaderValue::from_static(
+            "tutela_dash=; Max-Age=0; Path=/analytics; HttpOnly; SameSite=Strict",
+        ),
     );
     res
 }
@@ -280,7 +288,11 @@ pub(crate) async fn site(
         .map(|s| (s.id, s.name.clone()))
         .collect();
     let body = render(&l, &report, &sites, q.lang.as_deref());
-    page(&l, &format!("{} — {}", l.t("Audience", "Audience"), report.site_name), &body)
+    page(
+        &l,
+        &format!("{} — {}", l.t("Audience", "Audience"), report.site_name),
+        &body,
+    )
 }
 
 /// Renders the dashboard body (public for the benchmark, which times it).
@@ -289,7 +301,9 @@ pub fn render_dashboard(report: &Report, sites: &[(i64, String)], fr: bool) -> S
 }
 
 fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> String {
-    let lq = lang_q.map(|x| format!("&lang={}", esc(x))).unwrap_or_default();
+    let lq = lang_q
+        .map(|x| format!("&lang={}", esc(x)))
+        .unwrap_or_default();
     let mut s = String::with_capacity(32 * 1024);
     let _ = write!(
         s,
@@ -297,8 +311,16 @@ fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> S
         l.t("Audience statistics", "Statistiques d'audience")
     );
     for (id, name) in sites {
-        let cls = if *id == r.site_id { " class=\"current\"" } else { "" };
-        let _ = write!(s, "<a{cls} href=\"/analytics/sites/{id}?x=1{lq}\">{}</a>", esc(name));
+        let cls = if *id == r.site_id {
+            " class=\"current\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "<a{cls} href=\"/analytics/sites/{id}?x=1{lq}\">{}</a>",
+            esc(name)
+        );
     }
     let _ = write!(
         s,
@@ -306,12 +328,29 @@ fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> S
         l.t("Sign out", "Déconnexion")
     );
     // Range presets and the current range.
-    let _ = write!(s, "<nav class=\"ranges\"><span>{} → {} ({})</span>", r.from, r.to, esc(&r.timezone));
+    let _ = write!(
+        s,
+        "<nav class=\"ranges\"><span>{} → {} ({})</span>",
+        r.from,
+        r.to,
+        esc(&r.timezone)
+    );
     let to = r.to;
-    for (days, label) in [(1, l.t("Today", "Aujourd'hui")), (7, l.t("7 days", "7 jours")), (30, l.t("30 days", "30 jours")), (90, l.t("90 days", "90 jours"))] {
-        let from = to.checked_sub(jiff::Span::new().days(days - 1)).unwrap_or(to);
+    for (days, label) in [
+        (1, l.t("Today", "Aujourd'hui")),
+        (7, l.t("7 days", "7 jours")),
+        (30, l.t("30 days", "30 jours")),
+        (90, l.t("90 days", "90 jours")),
+    ] {
+        let from = to
+            .checked_sub(jiff::Span::new().days(days - 1))
+            .unwrap_or(to);
         let period = if days == 1 { "&period=hour" } else { "" };
-        let _ = write!(s, "<a href=\"/analytics/sites/{}?from={from}&to={to}{period}{lq}\">{label}</a>", r.site_id);
+        let _ = write!(
+            s,
+            "<a href=\"/analytics/sites/{}?from={from}&to={to}{period}{lq}\">{label}</a>",
+            r.site_id
+        );
     }
     s.push_str("</nav>");
 
@@ -320,20 +359,43 @@ fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> S
     s.push_str("<section class=\"cards\" id=\"summary\">");
     for (label, value, id) in [
         (l.t("Visits", "Visites"), m.visits.to_string(), "visits"),
-        (l.t("Unique visitors", "Visiteurs uniques"), m.unique_visitors.to_string(), "unique-visitors"),
-        (l.t("Page views", "Pages vues"), m.pageviews.to_string(), "pageviews"),
+        (
+            l.t("Unique visitors", "Visiteurs uniques"),
+            m.unique_visitors.to_string(),
+            "unique-visitors",
+        ),
+        (
+            l.t("Page views", "Pages vues"),
+            m.pageviews.to_string(),
+            "pageviews",
+        ),
         (l.t("Actions", "Actions"), m.actions.to_string(), "actions"),
-        (l.t("Bounce rate", "Taux de rebond"), format!("{:.0} %", m.bounce_rate * 100.0), "bounce-rate"),
-        (l.t("Average visit", "Visite moyenne"), duration(m.avg_visit_duration_secs), "avg-duration"),
+        (
+            l.t("Bounce rate", "Taux de rebond"),
+            format!("{:.0} %", m.bounce_rate * 100.0),
+            "bounce-rate",
+        ),
+        (
+            l.t("Average visit", "Visite moyenne"),
+            duration(m.avg_visit_duration_secs),
+            "avg-duration",
+        ),
     ] {
-        let _ = write!(s, "<div class=\"card\"><span class=\"label\">{label}</span><span class=\"value\" id=\"{id}\">{value}</span></div>");
+        let _ = write!(
+            s,
+            "<div class=\"card\"><span class=\"label\">{label}</span><span class=\"value\" id=\"{id}\">{value}</span></div>"
+        );
     }
     s.push_str("</section>");
 
     let _ = write!(
         s,
         "<section class=\"chart\"><h2>{}</h2>{}<p class=\"legend\"><span class=\"k visits\">■</span> {} <span class=\"k pageviews\">■</span> {}</p></section>",
-        if r.granularity == Granularity::Hour { l.t("Visits per hour", "Visites par heure") } else { l.t("Visits per day", "Visites par jour") },
+        if r.granularity == Granularity::Hour {
+            l.t("Visits per hour", "Visites par heure")
+        } else {
+            l.t("Visits per day", "Visites par jour")
+        },
         line_chart(&r.series),
         l.t("visits", "visites"),
         l.t("page views", "pages vues"),
@@ -375,9 +437,17 @@ fn duration(secs: f64) -> String {
 }
 
 fn table(s: &mut String, l: &L, id: &str, title: &str, rows: &[Row]) {
-    let _ = write!(s, "<section class=\"table\" id=\"t-{id}\"><h2>{}</h2>", esc(title));
+    let _ = write!(
+        s,
+        "<section class=\"table\" id=\"t-{id}\"><h2>{}</h2>",
+        esc(title)
+    );
     if rows.is_empty() {
-        let _ = write!(s, "<p class=\"empty\">{}</p></section>", l.t("Nothing yet.", "Rien pour l'instant."));
+        let _ = write!(
+            s,
+            "<p class=\"empty\">{}</p></section>",
+            l.t("Nothing yet.", "Rien pour l'instant.")
+        );
         return;
     }
     let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1);
@@ -410,9 +480,8 @@ fn line_chart(points: &[Point]) -> String {
     let n = points.len().max(2) as f64;
     let x = |i: usize| PAD_L + (W - PAD_L - 8.0) * i as f64 / (n - 1.0);
     let y = |v: i64| 8.0 + (H - PAD_B - 8.0) * (1.0 - v as f64 / nice);
-    let mut s = format!(
-        "<svg class=\"line\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"chart\">"
-    );
+    let mut s =
+        format!("<svg class=\"line\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"chart\">");
     let ticks = [5.0, 4.0, 2.0, 1.0]
         .into_iter()
         .find(|t| (nice / t).fract() == 0.0)
@@ -436,7 +505,11 @@ fn line_chart(points: &[Point]) -> String {
             .enumerate()
             .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(get(p))))
             .collect();
-        let _ = write!(s, "<polyline class=\"{class}\" points=\"{}\"/>", pts.join(" "));
+        let _ = write!(
+            s,
+            "<polyline class=\"{class}\" points=\"{}\"/>",
+            pts.join(" ")
+        );
     }
     let step = (points.len() / 6).max(1);
     for (i, p) in points.iter().enumerate().step_by(step) {

@@ -42,7 +42,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/matomo.js", get(collect::tracker_js))
         .route("/piwik.js", get(collect::tracker_js))
         .route("/tutela.js", get(collect::tracker_js))
-        .route("/optout", get(collect::optout_page).post(collect::optout_post))
+        .route(
+            "/optout",
+            get(collect::optout_page).post(collect::optout_post),
+        )
         .route("/assets/dashboard.css", get(dashboard::css))
         .route("/analytics", get(dashboard::index))
         .route("/analytics/login", post(dashboard::login))
@@ -52,6 +55,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/analytics/sites/{id}/report", get(api::report))
         .route("/api/v1/analytics/sites/{id}/{section}", get(api::section))
         .route("/api/v1/analytics/visitors/find", post(api::visitor_find))
-        .route("/api/v1/analytics/visitors/export", post(api::visitor_export))
+        .route(
+            "/api/v1/analytics/visitors/export",
+            post(api::visitor_export),
+        )
         .route("/api/v1/analytics/visitors/erase", post(api::visitor_erase))
 }
