@@ -5,11 +5,15 @@
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
 //! cargo run --release -p tutela-bench -- analytics
+//! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
+//! cargo run --release -p tutela-bench -- consent
 //! ```
 
 mod analytics;
+mod consent;
 mod startup;
 mod util;
+mod vault;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +39,13 @@ enum Command {
   ./target/release/tutela-bench analytics --mode hits --seconds 20
   ./target/release/tutela-bench analytics --mode dashboard --dashboard-dir /tmp/tutela-10m")]
     Analytics(analytics::Args),
+    /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
+    Vault(vault::Args),
+    /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
+    #[command(
+        after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench"
+    )]
+    Consent(consent::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +54,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Startup(args) => startup::run(args),
         Command::Analytics(args) => analytics::run(args),
+        Command::Vault(args) => vault::run(args),
+        Command::Consent(args) => consent::run(args),
     }
 }

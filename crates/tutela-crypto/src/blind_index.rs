@@ -32,18 +32,21 @@ pub enum IdentifierKind {
     Login,
     /// Analytics visitor id: hexadecimal, trimmed and lower-cased.
     VisitorId,
+    /// Reference of a job candidate in the recruitment tool: trimmed and upper-cased.
+    CandidateRef,
     /// Anything else: trimmed.
     Generic,
 }
 
 impl IdentifierKind {
     /// Every kind.
-    pub const ALL: [IdentifierKind; 6] = [
+    pub const ALL: [IdentifierKind; 7] = [
         IdentifierKind::Email,
         IdentifierKind::Phone,
         IdentifierKind::AccountId,
         IdentifierKind::Login,
         IdentifierKind::VisitorId,
+        IdentifierKind::CandidateRef,
         IdentifierKind::Generic,
     ];
 
@@ -55,6 +58,7 @@ impl IdentifierKind {
             IdentifierKind::AccountId => "account_id",
             IdentifierKind::Login => "login",
             IdentifierKind::VisitorId => "visitor_id",
+            IdentifierKind::CandidateRef => "candidate_ref",
             IdentifierKind::Generic => "generic",
         }
     }
@@ -83,7 +87,7 @@ impl FromStr for IdentifierKind {
 pub enum IdentifierError {
     /// Not one of the [`IdentifierKind`] names.
     #[error(
-        "unknown identifier kind {0:?} (expected email, phone, account_id, login, visitor_id or generic)"
+        "unknown identifier kind {0:?} (expected email, phone, account_id, login, visitor_id, candidate_ref or generic)"
     )]
     UnknownKind(String),
     /// Nothing left after trimming.
@@ -172,6 +176,7 @@ pub fn normalise(
         IdentifierKind::Phone => normalise_phone(s, default_country),
         IdentifierKind::AccountId | IdentifierKind::Generic => Ok(s.to_owned()),
         IdentifierKind::Login => Ok(s.to_lowercase()),
+        IdentifierKind::CandidateRef => Ok(s.to_uppercase()),
         IdentifierKind::VisitorId => {
             if s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Ok(s.to_ascii_lowercase())
@@ -422,6 +427,10 @@ mod tests {
             "0123abcdef456789"
         );
         assert!(n(IdentifierKind::VisitorId, "xyz").is_err());
+        assert_eq!(
+            n(IdentifierKind::CandidateRef, " cand-2026-017 ").unwrap(),
+            "CAND-2026-017"
+        );
         assert_eq!(
             n(IdentifierKind::Generic, "\t Some Thing \n").unwrap(),
             "Some Thing"

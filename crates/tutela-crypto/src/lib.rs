@@ -15,6 +15,7 @@ mod card;
 mod encoding;
 mod envelope;
 mod keyring;
+pub mod random_id;
 pub mod token;
 
 pub use audit::{

@@ -2,6 +2,7 @@
 //! from it without I/O — validation, retention deadlines, the privacy notice and the record of
 //! processing activities (art. 30).
 
+pub mod consent;
 pub mod notice;
 pub mod register;
 pub mod retention;

@@ -624,6 +624,7 @@ fn validate(reg: &Register, c: &mut Checker<'_>) {
 
     check_unused(reg, c);
     check_revisions(reg, c);
+    check_consent(reg, c);
 }
 
 /// Checks `notice.languages` and `notice.default_language`; returns the languages every text
@@ -774,6 +775,29 @@ fn check_rights(reg: &Register, c: &mut Checker<'_>) {
     c.period("rights.reply_within", &rights.reply_within);
     c.period("rights.max_extension", &rights.max_extension);
     c.period("rights.request_records_kept", &rights.request_records_kept);
+    // GDPR art. 12(3): one month to answer, extendable by two further months at most.
+    for (path, period, limit, what) in [
+        (
+            "rights.reply_within",
+            &rights.reply_within,
+            "1 month",
+            "reply deadline",
+        ),
+        (
+            "rights.max_extension",
+            &rights.max_extension,
+            "2 months",
+            "extension",
+        ),
+    ] {
+        if exceeds(period, &Period::parse(limit)) {
+            c.error(
+                path,
+                format!("a {what} of {period} is longer than GDPR art. 12(3) allows ({limit})"),
+                Some(format!("write `{limit}` or less; shorter is allowed")),
+            );
+        }
+    }
     c.known(
         "rights.after_death",
         rights.after_death.is_known(),
@@ -781,6 +805,19 @@ fn check_rights(reg: &Register, c: &mut Checker<'_>) {
         "after-death rule",
         AfterDeath::ALL,
     );
+}
+
+/// Whether `period` can last longer than `limit`: compared from 1 February of a common year,
+/// where calendar months are shortest, so "30 days" counts as longer than "1 month".
+fn exceeds(period: &Period, limit: &Period) -> bool {
+    let start: jiff::Timestamp = "2026-02-01T00:00:00Z".parse().expect("valid constant");
+    match (
+        crate::retention::add_period(start, period),
+        crate::retention::add_period(start, limit),
+    ) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => false,
+    }
 }
 
 fn check_purpose(reg: &Register, c: &mut Checker<'_>, i: usize, p: &Purpose) {
@@ -1113,6 +1150,136 @@ fn check_revisions(reg: &Register, c: &mut Checker<'_>) {
     }
 }
 
+/// The two ids consent relies on: the category `consent_record` (one purpose keeps the records,
+/// counted from collection) and the cookie `tutela_consent` (functional, first-party, once).
+fn check_consent(reg: &Register, c: &mut Checker<'_>) {
+    use crate::consent::{CONSENT_COOKIE, CONSENT_RECORD_CATEGORY, banner_categories};
+
+    let mut keeper: Option<usize> = None;
+    for (i, p) in reg.purposes.iter().enumerate() {
+        let Some(k) = p
+            .categories
+            .iter()
+            .position(|x| x == CONSENT_RECORD_CATEGORY)
+        else {
+            continue;
+        };
+        if let Some(first) = keeper {
+            c.error(
+                &format!("purposes[{i}].categories[{k}]"),
+                format!(
+                    "category `{CONSENT_RECORD_CATEGORY}` is declared by purposes `{}` and `{}`",
+                    reg.purposes[first].id, p.id
+                ),
+                Some(
+                    "consent records are kept under one purpose, whose retention rule gives them \
+                     their deadline: keep the category in one purpose only"
+                        .into(),
+                ),
+            );
+            continue;
+        }
+        keeper = Some(i);
+        if let Some((j, rule)) = p
+            .retention
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.categories.iter().any(|x| x == CONSENT_RECORD_CATEGORY))
+            .or_else(|| {
+                p.retention
+                    .iter()
+                    .enumerate()
+                    .find(|(_, r)| r.categories.is_empty())
+            })
+            && rule.from.is_known()
+            && rule.from != Anchor::Collection
+        {
+            c.error(
+                &format!("purposes[{i}].retention[{j}].from"),
+                format!(
+                    "consent records are counted from `{}`, but a record's only event is its \
+                     collection",
+                    rule.from
+                ),
+                Some("write `from = \"collection\"` with the period records are kept".into()),
+            );
+        }
+    }
+
+    let mut cookie_at: Option<(usize, usize)> = None;
+    for (i, p) in reg.purposes.iter().enumerate() {
+        for (k, cookie) in p.cookies.iter().enumerate() {
+            if cookie.name != CONSENT_COOKIE {
+                continue;
+            }
+            let at = format!("purposes[{i}].cookies[{k}]");
+            if let Some((fi, _)) = cookie_at {
+                c.error(
+                    &format!("{at}.name"),
+                    format!(
+                        "cookie `{CONSENT_COOKIE}` is declared in purposes `{}` and `{}`",
+                        reg.purposes[fi].id, p.id
+                    ),
+                    Some("declare the consent cookie once: its lifetime is how long a choice is remembered".into()),
+                );
+                continue;
+            }
+            cookie_at = Some((i, k));
+            if cookie.category.is_known() && cookie.category != CookieCategory::Functional {
+                c.error(
+                    &format!("{at}.category"),
+                    format!("the consent cookie `{CONSENT_COOKIE}` must be `functional`, not `{}`", cookie.category),
+                    Some("it only remembers the person's choice, so it cannot itself wait for consent".into()),
+                );
+            }
+            if let Some(provider) = &cookie.provider
+                && provider != FIRST_PARTY
+            {
+                c.error(
+                    &format!("{at}.provider"),
+                    format!("the consent cookie `{CONSENT_COOKIE}` is set by the site itself, not by `{provider}`"),
+                    Some(format!("write `provider = \"{FIRST_PARTY}\"`")),
+                );
+            }
+        }
+    }
+
+    // Art. 7(1): where processing is based on consent, the controller must be able to prove it.
+    let asks = reg
+        .purposes
+        .iter()
+        .any(|p| p.legal_basis == LegalBasis::Consent)
+        && !banner_categories(reg).is_empty();
+    if asks && keeper.is_none() {
+        c.warning(
+            "purposes",
+            format!(
+                "purposes are based on consent, but no purpose keeps consent records (category \
+                 `{CONSENT_RECORD_CATEGORY}`): choices can't be recorded, so consent can't be \
+                 proven (GDPR art. 7(1))"
+            ),
+            Some(format!(
+                "add a purpose with `legal_basis = \"legal_obligation\"` and `categories = \
+                 [\"{CONSENT_RECORD_CATEGORY}\"]` and declare that category (see \
+                 examples/policy.toml, purpose `proof_of_consent`)"
+            )),
+        );
+    }
+    if asks && cookie_at.is_none() {
+        c.warning(
+            "purposes",
+            format!(
+                "no cookie `{CONSENT_COOKIE}` is declared: the consent banner will remember a \
+                 choice only until the browser closes"
+            ),
+            Some(format!(
+                "declare `{CONSENT_COOKIE}` (category `functional`, provider `{FIRST_PARTY}`) \
+                 with the lifetime a choice is remembered, e.g. \"6 months\""
+            )),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1277,6 +1444,126 @@ summary.fr = "Première version."
         assert_eq!(e.line, line_of(src, needle), "wrong line for:\n{e}");
         assert!(e.message.contains(message), "unexpected message:\n{e}");
         e
+    }
+
+    // ---- consent ------------------------------------------------------------------------------
+
+    const CONSENT_COOKIE_TOML: &str = "\n[[purposes.cookies]]\nname = \"tutela_consent\"\ncategory = \"functional\"\nlifetime = \"6 months\"\nprovider = \"first-party\"\ndescription.en = \"Choice.\"\ndescription.fr = \"Choix.\"\n";
+
+    /// MINIMAL with a proof-of-consent purpose (records kept per `retention`) and `cookie`.
+    fn with_proof(retention: &str, cookie: &str) -> String {
+        let proof = "\n[[categories]]\nid = \"consent_record\"\nlabel.en = \"Choices\"\nlabel.fr = \"Choix\"\n\n[[recipients]]".to_string();
+        let purpose = format!(
+            "[[purposes]]\nid = \"proof\"\nlabel.en = \"Proof\"\nlabel.fr = \"Preuve\"\ndescription.en = \"Prove.\"\ndescription.fr = \"Prouver.\"\nlegal_basis = \"legal_obligation\"\nsubjects = [\"visitor\"]\ncategories = [\"consent_record\"]\nsource.en = \"You.\"\nsource.fr = \"Vous.\"\n\n[[purposes.retention]]\n{retention}\n{cookie}\n[[revisions]]"
+        );
+        minimal(&[("\n[[recipients]]", &proof), ("[[revisions]]", &purpose)])
+    }
+
+    #[test]
+    fn a_proof_of_consent_purpose_is_accepted() {
+        let src = with_proof(
+            "from = \"collection\"\nkeep = \"5 years\"",
+            CONSENT_COOKIE_TOML,
+        );
+        let d = run(&src);
+        assert!(d.is_empty(), "{d}");
+        let reg = load(&src, "p").unwrap();
+        let (p, rule) = crate::consent::record_purpose(&reg).unwrap();
+        assert_eq!(p.id, "proof");
+        assert_eq!(rule.keep.as_ref().unwrap().canonical(), "5 years");
+    }
+
+    #[test]
+    fn consent_records_are_counted_from_collection() {
+        let src = with_proof("from = \"contract_end\"\nkeep = \"5 years\"", "");
+        assert_error_at(
+            &src,
+            "from = \"contract_end\"",
+            "consent records are counted from `contract_end`",
+        );
+    }
+
+    #[test]
+    fn consent_records_belong_to_one_purpose() {
+        let src = with_proof("from = \"collection\"\nkeep = \"5 years\"", "");
+        let src = edit(
+            &src,
+            &[(
+                "categories = [\"ip_half\"]\nsource",
+                "categories = [\"ip_half\", \"consent_record\"]\nsource",
+            )],
+        );
+        let e = only_error(&src);
+        assert!(
+            e.message
+                .contains("declared by purposes `stats` and `proof`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_consent_cookie_is_functional_first_party_and_declared_once() {
+        let bad = CONSENT_COOKIE_TOML.replace("\"functional\"", "\"analytics\"");
+        let src = with_proof("from = \"collection\"\nkeep = \"5 years\"", &bad);
+        assert_error_at(&src, "category = \"analytics\"", "must be `functional`");
+        let bad = CONSENT_COOKIE_TOML.replace("\"first-party\"", "\"chat\"");
+        let src = with_proof("from = \"collection\"\nkeep = \"5 years\"", &bad);
+        let e = only_error(&src);
+        assert!(e.message.contains("set by the site itself"), "{e}");
+        // Declared a second time, in purpose `support`.
+        let twice = CONSENT_COOKIE_TOML;
+        let src = with_proof(
+            "from = \"collection\"\nkeep = \"5 years\"",
+            CONSENT_COOKIE_TOML,
+        );
+        let src = edit(
+            &src,
+            &[(
+                "keep = \"3 years\"\n",
+                &format!("keep = \"3 years\"\n{twice}"),
+            )],
+        );
+        let e = only_error(&src);
+        assert!(
+            e.message
+                .contains("declared in purposes `support` and `proof`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn consent_purposes_without_proof_get_warnings() {
+        let src = minimal(&[("legal_basis = \"contract\"", "legal_basis = \"consent\"")]);
+        let d = run(&src);
+        assert!(!d.has_errors(), "{d}");
+        let warnings: Vec<String> = d.warnings().map(|w| w.message.clone()).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("no purpose keeps consent records")),
+            "{d}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("no cookie `tutela_consent`")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn rights_periods_respect_article_12_3() {
+        let src = minimal(&[("reply_within = \"1 month\"", "reply_within = \"6 weeks\"")]);
+        assert_error_at(&src, "reply_within", "longer than GDPR art. 12(3)");
+        let src = minimal(&[(
+            "max_extension = \"2 months\"",
+            "max_extension = \"3 months\"",
+        )]);
+        assert_error_at(&src, "max_extension", "longer than GDPR art. 12(3)");
+        let src = minimal(&[("reply_within = \"1 month\"", "reply_within = \"30 days\"")]);
+        assert_error_at(&src, "reply_within", "longer than GDPR art. 12(3)");
+        let src = minimal(&[("reply_within = \"1 month\"", "reply_within = \"15 days\"")]);
+        assert!(!run(&src).has_errors());
     }
 
     // ---- the example register ---------------------------------------------------------------
@@ -1862,10 +2149,11 @@ summary.fr = "Première version."
             "legal_basis = \"legitimate_interest\"",
             "legal_basis = \"consent\"\nconsent_category = \"analytics\"",
         )]);
-        assert!(run(&src).is_empty(), "{}", run(&src));
+        // (Warnings remain: no purpose keeps proof of consent; see the consent tests below.)
+        assert!(!run(&src).has_errors(), "{}", run(&src));
         // A consent purpose whose cookies all share a category needs no explicit one.
         let src = minimal(&[("legal_basis = \"contract\"", "legal_basis = \"consent\"")]);
-        assert!(run(&src).is_empty(), "{}", run(&src));
+        assert!(!run(&src).has_errors(), "{}", run(&src));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// Every error code Tutela's API can answer with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     NotFound,
@@ -14,8 +14,31 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    /// A browser request from an origin the configuration does not allow.
+    OriginNotAllowed,
+    /// The register does not declare what the request would store.
+    NotDeclared,
+    TooManyRequests,
     Unavailable,
     Internal,
+    /// The purpose named is not in the register.
+    UndeclaredPurpose,
+    /// The category is not declared for that purpose.
+    UndeclaredCategory,
+    /// The category is marked `never_store` (e.g. payment cards).
+    NeverStoreCategory,
+    /// The payload holds what looks like a payment-card number.
+    CardNumberRefused,
+    /// No subject with that id or identifier.
+    SubjectNotFound,
+    /// No such record for that subject (or it is past its deadline).
+    RecordNotFound,
+    /// An identifier is malformed (kind unknown, not an e-mail, …).
+    InvalidIdentifier,
+    /// Identifiers belong to different subjects.
+    IdentifierConflict,
+    /// The anchor event does not apply to the purpose.
+    EventNotApplicable,
 }
 
 impl ErrorCode {
@@ -26,14 +49,25 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::NotDeclared => StatusCode::CONFLICT,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::UndeclaredPurpose
+            | ErrorCode::UndeclaredCategory
+            | ErrorCode::NeverStoreCategory
+            | ErrorCode::CardNumberRefused
+            | ErrorCode::EventNotApplicable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::SubjectNotFound | ErrorCode::RecordNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::InvalidIdentifier => StatusCode::BAD_REQUEST,
+            ErrorCode::IdentifierConflict => StatusCode::CONFLICT,
         }
     }
 }
 
 /// An error answered to an API client. The message is for people and never holds personal data.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
@@ -52,6 +86,29 @@ impl ApiError {
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!(context, error = %err, "internal error");
         ApiError::new(ErrorCode::Internal, "internal error; see the server log")
+    }
+}
+
+impl From<tutela_vault::VaultError> for ApiError {
+    fn from(e: tutela_vault::VaultError) -> Self {
+        use tutela_vault::VaultError as V;
+        let code = match &e {
+            V::UndeclaredPurpose(_) => ErrorCode::UndeclaredPurpose,
+            V::UndeclaredCategory { .. } => ErrorCode::UndeclaredCategory,
+            V::NeverStoreCategory(_) => ErrorCode::NeverStoreCategory,
+            V::CardNumberRefused { .. } => ErrorCode::CardNumberRefused,
+            V::SubjectNotFound => ErrorCode::SubjectNotFound,
+            V::RecordNotFound => ErrorCode::RecordNotFound,
+            V::InvalidIdentifier(_) => ErrorCode::InvalidIdentifier,
+            V::IdentifierConflict | V::IdentifierTaken | V::ConcurrentWrite => {
+                ErrorCode::IdentifierConflict
+            }
+            V::EventNotApplicable { .. } => ErrorCode::EventNotApplicable,
+            V::InvalidInput(_) | V::Deadline(_) => ErrorCode::BadRequest,
+            V::Store(_) | V::Crypto(_) => return ApiError::internal("vault", &e),
+        };
+        // Vault messages never hold personal data (identifiers, payloads).
+        ApiError::new(code, e.to_string())
     }
 }
 

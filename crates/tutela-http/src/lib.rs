@@ -4,9 +4,11 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod consent;
 mod error;
 mod middleware;
 mod public;
+mod vault_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -14,8 +16,10 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tutela_domain::Register;
 use tutela_store::Store;
+use tutela_vault::Vault;
 
 pub use error::{ApiError, ErrorCode};
+pub use vault_api::openapi;
 
 /// The register as loaded, with what the server needs to present it.
 #[derive(Debug)]
@@ -32,23 +36,43 @@ pub struct LoadedRegister {
 pub struct AppState {
     pub register: Arc<LoadedRegister>,
     pub store: Store,
+    /// The personal-data vault: handlers read and write personal data only through it.
+    pub vault: Vault,
     pub metrics: PrometheusHandle,
+    /// Consent records: writer, allowed origins, rate limit.
+    pub consent: consent::ConsentState,
     /// Web analytics: collector, reports, dashboard sessions.
     pub analytics: Arc<analytics::AnalyticsState>,
 }
 
 impl AppState {
+    /// Must be called on a Tokio runtime (it starts the consent record writer).
     pub fn new(
         register: LoadedRegister,
         store: Store,
+        vault: Vault,
         analytics: Arc<tutela_analytics::Analytics>,
     ) -> Self {
+        let consent = consent::ConsentState::new(
+            &register.register,
+            store.clone(),
+            &consent::ConsentOptions::default(),
+        );
         AppState {
             register: Arc::new(register),
+            consent,
             store,
+            vault,
             metrics: metrics_handle(),
             analytics: Arc::new(analytics::AnalyticsState::new(analytics)),
         }
+    }
+
+    /// Replaces the consent settings (allowed origins, rate limit, queue size).
+    pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
+        self.consent =
+            consent::ConsentState::new(&self.register.register, self.store.clone(), options);
+        self
     }
 }
 
@@ -79,6 +103,8 @@ pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
         .merge(analytics::routes())
+        .merge(vault_api::routes())
+        .merge(consent::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::security_headers))

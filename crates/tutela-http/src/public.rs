@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tutela_domain::notice::{self, NoticeContext};
@@ -65,25 +65,47 @@ fn page_headers(lang: &str, content_type: &'static str) -> [(header::HeaderName,
 }
 
 async fn privacy_html(
-    State(state): State<AppState>,
+    state: State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<LangQuery>,
+    query: Query<LangQuery>,
 ) -> Response {
-    let reg = &state.register;
-    let lang = language(reg, &headers, &query);
-    let body = notice::render_html(&reg.register, &context(reg, &lang));
-    (page_headers(&lang, "text/html; charset=utf-8"), Html(body)).into_response()
+    privacy(state, headers, query, NoticeFormat::Html)
 }
 
 async fn privacy_markdown(
+    state: State<AppState>,
+    headers: HeaderMap,
+    query: Query<LangQuery>,
+) -> Response {
+    privacy(state, headers, query, NoticeFormat::Markdown)
+}
+
+#[derive(Clone, Copy)]
+enum NoticeFormat {
+    Html,
+    Markdown,
+}
+
+fn privacy(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<LangQuery>,
+    format: NoticeFormat,
 ) -> Response {
     let reg = &state.register;
     let lang = language(reg, &headers, &query);
-    let body = notice::render_markdown(&reg.register, &context(reg, &lang));
-    (page_headers(&lang, "text/markdown; charset=utf-8"), body).into_response()
+    let ctx = context(reg, &lang);
+    let (content_type, body) = match format {
+        NoticeFormat::Html => (
+            "text/html; charset=utf-8",
+            notice::render_html(&reg.register, &ctx),
+        ),
+        NoticeFormat::Markdown => (
+            "text/markdown; charset=utf-8",
+            notice::render_markdown(&reg.register, &ctx),
+        ),
+    };
+    (page_headers(&lang, content_type), body).into_response()
 }
 
 async fn notice_css() -> Response {

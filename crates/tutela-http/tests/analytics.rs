@@ -41,6 +41,11 @@ async fn app_with(settings: AnalyticsSettings) -> T {
     let store = Store::open_data_dir(dir.path()).await.unwrap();
     let analytics =
         tutela_analytics::Analytics::start(settings, &sites(), &register, store.clone()).unwrap();
+    let vault = tutela_vault::Vault::new(
+        store.clone(),
+        std::sync::Arc::new(register.clone()),
+        tutela_vault::VaultKeys::generate().unwrap(),
+    );
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -48,6 +53,7 @@ async fn app_with(settings: AnalyticsSettings) -> T {
             last_updated: jiff::civil::date(2026, 11, 29),
         },
         store,
+        vault,
         analytics,
     );
     T {

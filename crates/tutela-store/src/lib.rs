@@ -10,9 +10,12 @@
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
 pub mod analytics;
+mod audit;
+mod consent;
 mod migrate;
 mod sqlite_fast;
 mod tokens;
+mod vault;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +23,16 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+pub use audit::{AuditRow, NewAuditEntry};
+pub use consent::{
+    AppendError, ConsentCategory, ConsentDay, ConsentRecord, ConsentWriter, MAX_CONSENT_BATCH,
+};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use tokens::ApiToken;
+pub use vault::{
+    Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
+    VaultTx,
+};
 
 /// Errors of the store. Messages never contain personal data.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +56,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the error is a unique-constraint violation (e.g. two writers inserting the same
+    /// blind index at the same moment).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -144,11 +163,15 @@ impl Store {
             Engine::Sqlite => options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // WAL for concurrent readers; FULL sync so an acknowledged write survives a
-                    // power cut; secure_delete so freed pages hold no plaintext.
+                    // power cut; secure_delete so freed pages hold no plaintext; a 32 MiB page
+                    // cache per connection (the default 2 MiB thrashes on the vault's indexes
+                    // beyond a few hundred thousand records) and reads through a memory map
+                    // shared by all connections.
                     sqlx::raw_sql(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                         PRAGMA secure_delete = ON;",
+                         PRAGMA secure_delete = ON; PRAGMA cache_size = -32768; \
+                         PRAGMA mmap_size = 268435456;",
                     )
                     .execute(conn)
                     .await?;
@@ -180,6 +203,13 @@ impl Store {
 
     /// The connection pool, for the other store modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The connection pool, for tests that must reach around the store's API (e.g. to check that
+    /// the database itself refuses an update). Not for production code.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
         &self.pool
     }
 

@@ -28,12 +28,16 @@ macro_rules! migrations {
 pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     1 "0001_foundation",
     2 "0002_api_tokens",
+    3 "0003_vault",
     4 "0004_analytics",
+    6 "0006_consent",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_api_tokens",
+    3 "0003_vault",
     4 "0004_analytics",
+    6 "0006_consent",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.

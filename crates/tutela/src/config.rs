@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// The register (`policy.toml`). Relative paths are relative to the config file.
     pub policy: Option<PathBuf>,
+    /// The vault's key file [default: `<data_dir>/master.key`]. Relative paths are relative
+    /// to the config file.
+    pub master_key_file: Option<PathBuf>,
     #[serde(default)]
     pub log: LogConfig,
     /// Web analytics settings (`[analytics]`).
@@ -27,6 +30,57 @@ pub struct FileConfig {
     /// Sites that may send analytics hits (`[[sites]]`); default: site 1, `localhost`.
     #[serde(default)]
     pub sites: Option<Vec<tutela_analytics::SiteConfig>>,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub consent: ConsentConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often the retention job runs, e.g. "10 minutes", "1 hour", or "off".
+    pub interval: Option<String>,
+}
+
+/// The key file's name in the data directory when none is configured.
+pub const DEFAULT_MASTER_KEY_FILE: &str = "master.key";
+pub const DEFAULT_RETENTION_INTERVAL: &str = "10 minutes";
+
+/// Parses an interval such as "10 minutes", "30 seconds" or "1 hour"; "off" gives None.
+pub fn parse_interval(text: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    let t = text.trim().to_ascii_lowercase();
+    if t == "off" {
+        return Ok(None);
+    }
+    let hint = || {
+        anyhow::anyhow!(
+            "invalid interval {text:?}: write e.g. \"10 minutes\", \"30 seconds\", \"1 hour\" or \"off\""
+        )
+    };
+    let mut parts = t.split_whitespace();
+    let n: u64 = parts.next().and_then(|n| n.parse().ok()).ok_or_else(hint)?;
+    let unit = match parts.next().ok_or_else(hint)? {
+        "second" | "seconds" | "s" => 1,
+        "minute" | "minutes" | "min" => 60,
+        "hour" | "hours" | "h" => 3600,
+        _ => return Err(hint()),
+    };
+    if parts.next().is_some() || n == 0 || n.saturating_mul(unit) > 7 * 24 * 3600 {
+        return Err(hint());
+    }
+    Ok(Some(std::time::Duration::from_secs(n * unit)))
+}
+
+/// `[consent]`: who may post consent records, and how fast.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// Origins of the sites whose pages post choices to Tutela (`https://www.example.com`);
+    /// Tutela's own origin always may. `"*"` allows any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Records accepted per minute from one client address (0: no limit) [default: 60].
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +127,7 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
     let base = path.parent().unwrap_or(Path::new("."));
     cfg.data_dir = cfg.data_dir.map(|p| base.join(p));
     cfg.policy = cfg.policy.map(|p| base.join(p));
+    cfg.master_key_file = cfg.master_key_file.map(|p| base.join(p));
     Ok((cfg, Some(path)))
 }
 
@@ -110,4 +165,39 @@ pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
     text.parse().with_context(|| {
         format!("invalid listen address {text:?}: write it as IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_interval("10 minutes").unwrap(),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_interval(" 1 Hour ").unwrap(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            parse_interval("30 s").unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_interval("off").unwrap(), None);
+        for bad in [
+            "",
+            "10",
+            "ten minutes",
+            "0 minutes",
+            "10 days",
+            "1 minute later",
+            "9999 hours",
+        ] {
+            let err = parse_interval(bad).unwrap_err().to_string();
+            assert!(err.contains("10 minutes"), "{bad:?}: {err}");
+        }
+    }
 }

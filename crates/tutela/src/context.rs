@@ -13,6 +13,8 @@ pub struct Context {
     pub policy: PolicySource,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// The vault's key file.
+    pub master_key_file: PathBuf,
 }
 
 impl Context {
@@ -21,17 +23,22 @@ impl Context {
         policy: Option<PathBuf>,
         data_dir: Option<PathBuf>,
         database_url: Option<String>,
+        master_key_file: Option<PathBuf>,
     ) -> Self {
         let policy = PolicySource::from_option(policy.or(file.policy.take()));
         let data_dir = data_dir
             .or(file.data_dir.take())
             .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
         let database_url = database_url.or(file.database_url.take());
+        let master_key_file = master_key_file
+            .or(file.master_key_file.take())
+            .unwrap_or_else(|| data_dir.join(config::DEFAULT_MASTER_KEY_FILE));
         Context {
             file,
             policy,
             data_dir,
             database_url,
+            master_key_file,
         }
     }
 

@@ -1,9 +1,15 @@
 //! The `tutela` command: serve the privacy engine, check and render the register.
 
 mod analytics_job;
+mod audit_cmd;
 mod config;
+mod consent_job;
 mod context;
+mod jobs;
+mod keys;
 mod policy_cmd;
+mod progress;
+mod retention_cmd;
 mod serve;
 mod tokens_cmd;
 
@@ -23,6 +29,10 @@ const AFTER_HELP: &str = "Examples:
   tutela --policy policy.toml serve --listen 0.0.0.0:8080
   tutela policy check policy.toml
   tutela policy render --format md --lang fr > notice.fr.md
+  tutela tokens create --name platform --scope vault:read --scope vault:write
+  tutela retention run --dry-run
+  tutela audit verify
+  tutela keys rotate
 
 Configuration: flags override TUTELA_* environment variables, which override tutela.toml.";
 
@@ -56,6 +66,15 @@ pub struct Cli {
     )]
     database_url: Option<String>,
 
+    /// The vault's key file, created (mode 0600) on first start [default: DATA_DIR/master.key].
+    #[arg(
+        long,
+        global = true,
+        env = "TUTELA_MASTER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    master_key_file: Option<PathBuf>,
+
     /// Log format on standard error: text or json [default: text].
     #[arg(long, global = true, env = "TUTELA_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -85,6 +104,15 @@ enum Command {
     /// Create, list and revoke API tokens (bearer tokens with scopes).
     #[command(subcommand, after_help = tokens_cmd::AFTER_HELP)]
     Tokens(tokens_cmd::TokensCommand),
+    /// Delete expired personal records now (the server also does it periodically).
+    #[command(subcommand, after_help = retention_cmd::AFTER_HELP)]
+    Retention(retention_cmd::RetentionCommand),
+    /// Verify the tamper-evident audit log, or export it as JSON lines.
+    #[command(subcommand, after_help = audit_cmd::AFTER_HELP)]
+    Audit(audit_cmd::AuditCommand),
+    /// Show the vault's keys, or rotate the master key (re-wraps subject keys only).
+    #[command(subcommand, after_help = keys::AFTER_HELP)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -105,11 +133,15 @@ fn main() -> ExitCode {
         cli.policy.clone(),
         cli.data_dir.clone(),
         cli.database_url.clone(),
+        cli.master_key_file.clone(),
     );
     let result = match cli.command {
         Command::Policy(cmd) => policy_cmd::run(cmd, &ctx.policy),
         Command::Serve(args) => serve::run(args, ctx),
         Command::Tokens(cmd) => tokens_cmd::run(cmd, &ctx),
+        Command::Retention(cmd) => retention_cmd::run(cmd, &ctx),
+        Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
+        Command::Keys(cmd) => keys::run(cmd, &ctx),
     };
     match result {
         Ok(code) => code,

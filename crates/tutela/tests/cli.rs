@@ -37,6 +37,15 @@ fn help_explains_every_command_with_examples() {
         vec!["policy", "check", "--help"],
         vec!["policy", "render", "--help"],
         vec!["policy", "ropa", "--help"],
+        vec!["tokens", "--help"],
+        vec!["retention", "--help"],
+        vec!["retention", "run", "--help"],
+        vec!["audit", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "export", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "status", "--help"],
+        vec!["keys", "rotate", "--help"],
     ] {
         let out = tutela().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -132,7 +141,12 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_env(data_dir, extra, &[])
+    }
+
+    fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = tutela()
+            .envs(env.iter().copied())
             .args(extra)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -155,6 +169,29 @@ impl Server {
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw[9..12].parse().unwrap();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// A request with a bearer token and an optional JSON body.
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut raw = String::new();
@@ -373,4 +410,201 @@ fn tokens_are_created_listed_and_revoked() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+fn run_ok(data: &str, args: &[&str]) -> (String, String) {
+    let out = tutela()
+        .args(["--data-dir", data])
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+fn key_line(path: &Path, name: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The vault's commands end to end: first start makes the key file, data goes in through the
+/// API, `retention run` purges, `keys rotate` re-wraps without losing anything, `audit export`
+/// writes JSON lines, and `audit verify` catches an audit row edited behind the log's back.
+#[test]
+fn vault_keys_retention_and_audit_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_path = dir.path().join("data");
+    let data = data_path.to_str().unwrap();
+    let key_file = data_path.join("master.key");
+    let (token, _) = run_ok(
+        data,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "platform",
+            "--scope",
+            "vault:read",
+            "--scope",
+            "vault:write",
+        ],
+    );
+    let token = token.trim().to_string();
+
+    let server = Server::start_env(&data_path, &[], &[("TUTELA_RETENTION_INTERVAL", "off")]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (st, body) = server.call(
+        "POST",
+        "/api/v1/subjects",
+        &token,
+        Some(r#"{"identifiers":[{"kind":"email","value":"cli.marker@example.org"}]}"#),
+    );
+    assert_eq!(st, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sid = v["subject_id"].as_str().unwrap().to_string();
+    let (st, body) = server.call("POST", &format!("/api/v1/subjects/{sid}/records"), &token, Some(
+        r#"{"records":[
+            {"purpose":"support","category":"support_messages","payload":{"text":"still here"},"source":"chat"},
+            {"purpose":"audience_statistics","category":"page_url","payload":"/old","source":"tracker","collected_at":"2025-01-01T00:00:00Z"}
+        ]}"#));
+    assert_eq!(st, 201, "{body}");
+    let (st, body) = server.call(
+        "GET",
+        &format!("/api/v1/subjects/{sid}?purpose=support"),
+        &token,
+        None,
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body.contains("still here") && !body.contains("/old"),
+        "expired data is never read: {body}"
+    );
+    let (status, log) = server.stop();
+    assert!(status.success());
+    assert!(log.contains("BACK IT UP"), "{log}");
+    assert!(
+        !log.contains("cli.marker"),
+        "personal data in the log: {log}"
+    );
+
+    // Retention: dry run counts, the real run deletes, per purpose.
+    let (out, err) = run_ok(data, &["retention", "run", "--dry-run"]);
+    assert_eq!(out.trim(), "audience_statistics\t1", "{err}");
+    assert!(err.contains("would delete 1"), "{err}");
+    let (out, err) = run_ok(data, &["retention", "run"]);
+    assert_eq!(out.trim(), "audience_statistics\t1");
+    assert!(err.contains("deleted 1 expired records"), "{err}");
+    let (out, _) = run_ok(data, &["retention", "run", "--dry-run"]);
+    assert_eq!(out.trim(), "");
+
+    // Rotation: a new master key, the same index root, nothing lost.
+    let (status_before, _) = run_ok(data, &["keys", "status"]);
+    assert!(
+        status_before.contains("(1 subject keys)"),
+        "{status_before}"
+    );
+    let root = key_line(&key_file, "index-root");
+    let master = key_line(&key_file, "master");
+    let (_, err) = run_ok(data, &["keys", "rotate"]);
+    assert!(err.contains("re-wrapped 1 subject keys"), "{err}");
+    assert_eq!(key_line(&key_file, "index-root"), root);
+    assert_ne!(key_line(&key_file, "master"), master);
+    assert_eq!(key_line(&key_file, "previous"), "", "the rotation finished");
+    let (status_after, _) = run_ok(data, &["keys", "status"]);
+    assert!(status_after.contains("(1 subject keys)"), "{status_after}");
+    assert_ne!(status_before, status_after);
+
+    let server = Server::start_env(&data_path, &[], &[("TUTELA_RETENTION_INTERVAL", "off")]);
+    let (st, body) = server.call("POST", "/api/v1/subjects/lookup", &token,
+        Some(r#"{"identifier":{"kind":"email","value":"CLI.Marker@example.org"},"purpose":"support"}"#));
+    assert_eq!(st, 200, "the blind index survives the rotation: {body}");
+    let (st, body) = server.call(
+        "GET",
+        &format!("/api/v1/subjects/{sid}?purpose=support"),
+        &token,
+        None,
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("still here"), "{body}");
+    server.stop();
+
+    // Audit: export, verify, then tamper and verify again.
+    let export = dir.path().join("audit.jsonl");
+    let (_, err) = run_ok(data, &["audit", "export", "-o", export.to_str().unwrap()]);
+    assert!(err.contains("exported"), "{err}");
+    let text = std::fs::read_to_string(&export).unwrap();
+    let actions: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for a in [
+        "subject_created",
+        "write",
+        "read",
+        "retention_purge",
+        "keys_rotated",
+        "lookup",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a} not in {actions:?}");
+    }
+    assert!(!text.contains("cli.marker") && !text.contains("still here"));
+    let (out, _) = run_ok(data, &["audit", "verify"]);
+    assert!(out.contains("audit log intact"), "{out}");
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap()
+        .to_string();
+    run_ok(data, &["audit", "verify", "--anchor", &head]);
+
+    let db = data_path.join("tutela.db");
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::raw_sql("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET action = 'nothing' WHERE seq = 2")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
+    let out = tutela()
+        .args(["--data-dir", data, "audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("entry 2 was modified"), "{err}");
+
+    // A lost key file is not silently replaced while the vault holds data.
+    std::fs::rename(&key_file, dir.path().join("moved.key")).unwrap();
+    let out = tutela()
+        .args(["--data-dir", data, "retention", "run"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist but the vault holds 1 subjects"),
+        "{err}"
+    );
+    assert!(!key_file.exists());
 }

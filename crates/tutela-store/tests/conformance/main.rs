@@ -4,5 +4,7 @@
 mod support;
 
 mod analytics;
+mod consent;
 mod foundation;
 mod tokens;
+mod vault;

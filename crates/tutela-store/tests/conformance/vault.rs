@@ -1,0 +1,555 @@
+//! Vault persistence: subjects, identifiers, sealed records with deadlines, anchors, purges,
+//! re-wrapping and the append-only audit chain. The store sees opaque bytes only; these tests
+//! use made-up ones.
+
+use tutela_store::{NewAuditEntry, NewRecord, RecordPatch, StoredIdentifier, StoredSubject};
+
+use crate::support::on_each_engine;
+
+fn subject(id: &str, key_id: &str) -> StoredSubject {
+    StoredSubject {
+        id: id.to_string(),
+        wrapped_key: format!("wrapped-{id}").into_bytes(),
+        key_id: key_id.to_string(),
+        created_at: 100,
+    }
+}
+
+fn record(subject: &str, purpose: &str, category: &str, deadline: Option<i64>) -> NewRecord {
+    NewRecord {
+        subject_id: subject.to_string(),
+        purpose: purpose.to_string(),
+        category: category.to_string(),
+        payload: vec![1, 2, 3, 0, 255],
+        source: "test".into(),
+        collected_at: 100,
+        anchor_at: deadline.map(|_| 100),
+        deadline,
+        legal_hold: false,
+        restricted: false,
+    }
+}
+
+/// A stand-in for the real chain hash: any deterministic function of the inputs will do here.
+fn fake_hash(prev: &[u8; 32], seq: i64, e: &NewAuditEntry) -> [u8; 32] {
+    let mut h = *prev;
+    h[0] = h[0].wrapping_add(seq as u8);
+    h[1] = e.action.len() as u8;
+    h[31] = h[31].wrapping_add(1);
+    h
+}
+
+fn entry(action: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        time_ms: 1_000,
+        actor: "test".into(),
+        action: action.into(),
+        purpose: "support".into(),
+        subject_commitment: Some([7; 32]),
+        details: "{}".into(),
+    }
+}
+
+#[tokio::test]
+async fn subjects_identifiers_and_records_round_trip_with_deadline_filter() {
+    on_each_engine(|store| async move {
+        let mut tx = store.vault_begin().await.unwrap();
+        tx.insert_subjects(&[subject("s1", "k1"), subject("s2", "k1")])
+            .await
+            .unwrap();
+        tx.insert_identifiers(&[
+            StoredIdentifier {
+                blind_index: vec![1; 32],
+                subject_id: "s1".into(),
+                kind: "email".into(),
+                created_at: 100,
+            },
+            StoredIdentifier {
+                blind_index: vec![2; 32],
+                subject_id: "s1".into(),
+                kind: "phone".into(),
+                created_at: 101,
+            },
+        ])
+        .await
+        .unwrap();
+        // 1,200 records for s1 (over the insert chunk size), a few for s2.
+        let mut many: Vec<NewRecord> = (0..1200)
+            .map(|i| {
+                let mut r = record("s1", "support", "support_messages", Some(1_000 + i));
+                r.payload = (i as u32).to_be_bytes().to_vec();
+                r
+            })
+            .collect();
+        many.push(record("s2", "customer_accounts", "email", None));
+        let ids = tx.insert_records(&many, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(ids.len(), 1201);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+        // Ids match their records.
+        let r = store
+            .vault_record("s1", ids[700], 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.payload, 700u32.to_be_bytes().to_vec());
+        assert_eq!(
+            (r.purpose.as_str(), r.deadline, r.updated_at),
+            ("support", Some(1_700), 100)
+        );
+        assert!(
+            store
+                .vault_record("s2", ids[700], 0)
+                .await
+                .unwrap()
+                .is_none(),
+            "records are per subject"
+        );
+
+        // Lookups by blind index; unknown indexes are simply absent.
+        let found = store
+            .vault_subjects_by_index(&[vec![2; 32], vec![9; 32]])
+            .await
+            .unwrap();
+        assert_eq!(found, vec![(vec![2; 32], "s1".to_string())]);
+        let kinds: Vec<String> = store
+            .vault_identifiers("s1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.kind)
+            .collect();
+        assert_eq!(kinds, ["email", "phone"]);
+        assert_eq!(
+            store.vault_subject("s1").await.unwrap().unwrap(),
+            subject("s1", "k1")
+        );
+        assert_eq!(
+            store
+                .vault_subjects(&["s2".into(), "nope".into()])
+                .await
+                .unwrap(),
+            vec![subject("s2", "k1")]
+        );
+
+        // Expired records are never read: at now = 1,500 the first 501 are gone.
+        assert_eq!(
+            store.vault_records("s1", None, 1_500).await.unwrap().len(),
+            699
+        );
+        assert!(
+            store
+                .vault_record("s1", ids[0], 1_500)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // A NULL deadline never expires.
+        assert_eq!(
+            store
+                .vault_records("s2", Some(&["customer_accounts".to_string()]), i64::MAX)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .vault_records("s2", Some(&["support".to_string()]), 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let counts = store.vault_expired_counts(1_500).await.unwrap();
+        assert_eq!(counts.get("support"), Some(&501));
+        assert_eq!(store.vault_counts().await.unwrap(), (2, 2, 1201));
+
+        // A duplicate blind index is refused.
+        let mut tx = store.vault_begin().await.unwrap();
+        let dup = StoredIdentifier {
+            blind_index: vec![1; 32],
+            subject_id: "s2".into(),
+            kind: "email".into(),
+            created_at: 1,
+        };
+        assert!(tx.insert_identifiers(&[dup]).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn updates_anchors_events_and_legal_hold() {
+    on_each_engine(|store| async move {
+        let mut tx = store.vault_begin().await.unwrap();
+        tx.insert_subject(&subject("s1", "k1")).await.unwrap();
+        let ids = tx
+            .insert_records(
+                &[
+                    record("s1", "customer_accounts", "email", None),
+                    record("s1", "customer_accounts", "invoices", None),
+                    record("s1", "recruitment", "resume", Some(500)),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+        // Contract end starts the clock of the named categories only.
+        let n = tx
+            .set_anchor(
+                "s1",
+                "customer_accounts",
+                &["email".into()],
+                200,
+                Some(900),
+                false,
+                150,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        // Last contact only moves forward.
+        assert_eq!(
+            tx.set_anchor(
+                "s1",
+                "recruitment",
+                &["resume".into()],
+                50,
+                Some(450),
+                true,
+                150
+            )
+            .await
+            .unwrap(),
+            0
+        );
+        assert_eq!(
+            tx.set_anchor(
+                "s1",
+                "recruitment",
+                &["resume".into()],
+                300,
+                Some(800),
+                true,
+                150
+            )
+            .await
+            .unwrap(),
+            1
+        );
+        tx.record_event("s1", "recruitment", "last_contact", 300, true)
+            .await
+            .unwrap();
+        tx.record_event("s1", "recruitment", "last_contact", 100, true)
+            .await
+            .unwrap();
+        tx.record_event("s1", "customer_accounts", "contract_ended", 200, false)
+            .await
+            .unwrap();
+        tx.record_event("s1", "customer_accounts", "contract_ended", 190, false)
+            .await
+            .unwrap();
+        assert!(
+            tx.update_record(
+                "s1",
+                ids[1],
+                &RecordPatch {
+                    payload: Some(vec![9]),
+                    legal_hold: Some(true),
+                    restricted: None
+                },
+                160
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !tx.update_record(
+                "s2",
+                ids[1],
+                &RecordPatch {
+                    restricted: Some(true),
+                    ..Default::default()
+                },
+                160
+            )
+            .await
+            .unwrap()
+        );
+        tx.commit().await.unwrap();
+
+        let events = store.vault_events(&["s1".into()]).await.unwrap();
+        assert_eq!(
+            events[&("s1".into(), "recruitment".into(), "last_contact".into())],
+            300
+        );
+        assert_eq!(
+            events[&(
+                "s1".into(),
+                "customer_accounts".into(),
+                "contract_ended".into()
+            )],
+            190
+        );
+        let all = store.vault_records("s1", None, 0).await.unwrap();
+        let email = all.iter().find(|r| r.id == ids[0]).unwrap();
+        assert_eq!(
+            (email.anchor_at, email.deadline, email.updated_at),
+            (Some(200), Some(900), 150)
+        );
+        let invoices = all.iter().find(|r| r.id == ids[1]).unwrap();
+        assert_eq!(
+            (
+                invoices.payload.clone(),
+                invoices.legal_hold,
+                invoices.deadline
+            ),
+            (vec![9], true, None)
+        );
+        assert_eq!(
+            all.iter().find(|r| r.id == ids[2]).unwrap().deadline,
+            Some(800)
+        );
+
+        // Past its deadline a held record is still readable (the hold suspends the deadline)
+        // and never purged; lifting the hold makes it expire.
+        let mut tx = store.vault_begin().await.unwrap();
+        tx.set_anchor(
+            "s1",
+            "customer_accounts",
+            &["invoices".into()],
+            200,
+            Some(300),
+            false,
+            160,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            store
+                .vault_record("s1", ids[1], 1_000)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .vault_expired_counts(1_000)
+                .await
+                .unwrap()
+                .get("customer_accounts")
+                .is_some_and(|n| *n == 1)
+        );
+        let mut tx = store.vault_begin().await.unwrap();
+        assert!(
+            tx.update_record(
+                "s1",
+                ids[1],
+                &RecordPatch {
+                    legal_hold: Some(false),
+                    ..Default::default()
+                },
+                170
+            )
+            .await
+            .unwrap()
+        );
+        tx.commit().await.unwrap();
+        assert!(
+            store
+                .vault_record("s1", ids[1], 1_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn purge_deletes_expired_records_in_batches_and_shreds_empty_subjects() {
+    on_each_engine(|store| async move {
+        let mut tx = store.vault_begin().await.unwrap();
+        tx.insert_subjects(&[subject("a", "k"), subject("b", "k")])
+            .await
+            .unwrap();
+        tx.insert_identifiers(&[StoredIdentifier {
+            blind_index: vec![3; 32],
+            subject_id: "a".into(),
+            kind: "email".into(),
+            created_at: 1,
+        }])
+        .await
+        .unwrap();
+        let mut held = record("b", "support", "support_messages", Some(10));
+        held.legal_hold = true;
+        tx.insert_records(
+            &[
+                record("a", "audience_statistics", "page_url", Some(10)),
+                record("a", "audience_statistics", "page_url", Some(20)),
+                record("a", "support", "email", Some(30)),
+                held,
+                record("b", "support", "email", Some(10_000)),
+            ],
+            1,
+        )
+        .await
+        .unwrap();
+        tx.record_event("a", "support", "last_contact", 5, true)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.vault_begin().await.unwrap();
+        let first = tx.purge_expired(100, 2).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(first.records, 2);
+        assert_eq!(first.subjects_shredded, 0);
+        let mut tx = store.vault_begin().await.unwrap();
+        let second = tx.purge_expired(100, 2).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(second.records, 1);
+        assert_eq!(second.per_purpose.get("support"), Some(&1));
+        assert_eq!(second.subjects_shredded, 1, "subject a has nothing left");
+        // a: key, identifiers and events gone; b: held record and live record remain.
+        assert!(store.vault_subject("a").await.unwrap().is_none());
+        assert!(
+            store
+                .vault_subjects_by_index(&[vec![3; 32]])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.vault_events(&["a".into()]).await.unwrap().is_empty());
+        assert_eq!(store.vault_counts().await.unwrap(), (1, 0, 2));
+        let mut tx = store.vault_begin().await.unwrap();
+        assert_eq!(tx.purge_expired(100, 2).await.unwrap().records, 0);
+        // Erasure-style deletion and shredding.
+        let ids: Vec<i64> = tx
+            .all_records("b")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(tx.delete_records("b", &ids).await.unwrap(), 2);
+        assert_eq!(
+            tx.shred_if_empty(&["b".into(), "zz".into()]).await.unwrap(),
+            1
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(store.vault_counts().await.unwrap(), (0, 0, 0));
+        assert!(store.vault_flush_erased().await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rewrap_is_compare_and_set() {
+    on_each_engine(|store| async move {
+        let mut tx = store.vault_begin().await.unwrap();
+        tx.insert_subjects(&[
+            subject("a", "old"),
+            subject("b", "old"),
+            subject("c", "new"),
+        ])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let todo = store.vault_subjects_to_rewrap("new", 10).await.unwrap();
+        assert_eq!(
+            todo.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(
+            store
+                .vault_rewrap_subject("a", b"wrapped-a", b"rewrapped-a", "new")
+                .await
+                .unwrap()
+        );
+        // A stale old value does not overwrite.
+        assert!(
+            !store
+                .vault_rewrap_subject("b", b"something else", b"x", "new")
+                .await
+                .unwrap()
+        );
+        let counts = store.vault_key_counts().await.unwrap();
+        assert_eq!(counts.get("new"), Some(&2));
+        assert_eq!(counts.get("old"), Some(&1));
+        assert_eq!(
+            store.vault_subject("a").await.unwrap().unwrap().wrapped_key,
+            b"rewrapped-a"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn audit_appends_chain_from_the_head_even_when_concurrent() {
+    on_each_engine(|store| async move {
+        assert_eq!(store.audit_head().await.unwrap(), (0, vec![0; 32]));
+        let last = store
+            .append_audit(&[entry("write"), entry("read")], fake_hash)
+            .await
+            .unwrap();
+        assert_eq!(last, 2);
+        let mut tx = store.vault_begin().await.unwrap();
+        assert_eq!(
+            tx.append_audit(&[entry("erase")], fake_hash).await.unwrap(),
+            3
+        );
+        drop(tx); // rolled back: nothing appended
+        let last = store
+            .append_audit(&[entry("purge")], fake_hash)
+            .await
+            .unwrap();
+        assert_eq!(last, 3);
+        let rows = store.audit_entries(0, 10).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+            ["write", "read", "purge"]
+        );
+        // Each hash chains on the previous one, and the head is the last.
+        let mut prev = [0u8; 32];
+        for r in &rows {
+            let e = NewAuditEntry {
+                time_ms: r.time_ms,
+                actor: r.actor.clone(),
+                action: r.action.clone(),
+                purpose: r.purpose.clone(),
+                subject_commitment: r
+                    .subject_commitment
+                    .as_ref()
+                    .map(|c| c.as_slice().try_into().unwrap()),
+                details: r.details.clone(),
+            };
+            prev = fake_hash(&prev, r.seq, &e);
+            assert_eq!(r.hash, prev.to_vec());
+        }
+        assert_eq!(store.audit_head().await.unwrap(), (3, prev.to_vec()));
+        assert_eq!(store.audit_entries(2, 10).await.unwrap().len(), 1);
+        assert_eq!(store.audit_entries_for(&[7; 32]).await.unwrap().len(), 3);
+        assert!(store.audit_entries_for(&[8; 32]).await.unwrap().is_empty());
+
+        // Concurrent appends never fork the chain.
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.append_audit(&[entry("read")], fake_hash).await.unwrap()
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (4..=11).collect::<Vec<_>>());
+
+        // (That the table refuses UPDATE and DELETE is tested in tutela-vault's tests, which
+        // hold a raw connection to both engines.)
+    })
+    .await;
+}

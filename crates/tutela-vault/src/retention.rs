@@ -1,0 +1,123 @@
+//! The retention engine: delete every record past its deadline (unless on legal hold), in
+//! batches, each batch with its audit entries in the same transaction; then crypto-shred the
+//! subjects left without any record.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tutela_store::NewAuditEntry;
+
+use crate::{Actor, Result, Vault, VaultError};
+
+/// What a purge did (or, for a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub dry_run: bool,
+    /// The instant deadlines were compared with (unix seconds).
+    pub now: i64,
+    /// Records deleted (or to delete) per purpose.
+    pub per_purpose: BTreeMap<String, u64>,
+    pub records: u64,
+    /// Subjects shredded because nothing remained of them (always 0 for a dry run: it is only
+    /// known while deleting).
+    pub subjects_shredded: u64,
+    pub batches: u64,
+}
+
+/// Progress of a purge, for a progress bar: records done out of the total expected.
+pub trait PurgeProgress {
+    fn update(&mut self, done: u64, total: u64);
+}
+
+impl<F: FnMut(u64, u64)> PurgeProgress for F {
+    fn update(&mut self, done: u64, total: u64) {
+        self(done, total)
+    }
+}
+
+impl Vault {
+    /// Deletes every record whose deadline has passed and that is not on legal hold, `batch`
+    /// records per transaction, appending per-purpose counts to the audit log with each
+    /// batch. With `dry_run`, only counts what would go (the audit log is not touched).
+    pub async fn purge_expired(
+        &self,
+        actor: &Actor,
+        dry_run: bool,
+        batch: i64,
+        progress: &mut (dyn PurgeProgress + Send),
+    ) -> Result<PurgeReport> {
+        if !(1..=100_000).contains(&batch) {
+            return Err(VaultError::InvalidInput(
+                "the purge batch size must be 1 to 100000".into(),
+            ));
+        }
+        let now = self.now().as_second();
+        let expected = self.store.vault_expired_counts(now).await?;
+        let total: u64 = expected.values().sum();
+        let mut report = PurgeReport {
+            dry_run,
+            now,
+            ..PurgeReport::default()
+        };
+        progress.update(0, total);
+        if dry_run {
+            report.records = total;
+            report.per_purpose = expected;
+            return Ok(report);
+        }
+        loop {
+            let mut tx = self.store.vault_begin().await?;
+            let done = tx.purge_expired(now, batch).await?;
+            if done.records == 0 {
+                tx.commit().await?;
+                break;
+            }
+            let time_ms = self.now().as_millisecond();
+            let mut audit: Vec<NewAuditEntry> = done
+                .per_purpose
+                .iter()
+                .map(|(purpose, n)| NewAuditEntry {
+                    time_ms,
+                    actor: actor.0.clone(),
+                    action: "retention_purge".into(),
+                    purpose: purpose.clone(),
+                    subject_commitment: None,
+                    details: json!({ "records": n, "deadline_before": now }).to_string(),
+                })
+                .collect();
+            if done.subjects_shredded > 0 {
+                audit.push(NewAuditEntry {
+                    time_ms,
+                    actor: actor.0.clone(),
+                    action: "retention_shred".into(),
+                    purpose: String::new(),
+                    subject_commitment: None,
+                    details: json!({ "subjects": done.subjects_shredded }).to_string(),
+                });
+            }
+            tx.append_audit(&audit, crate::audit::hasher).await?;
+            tx.commit().await?;
+            for (p, n) in done.per_purpose {
+                *report.per_purpose.entry(p).or_default() += n;
+            }
+            report.records += done.records;
+            report.subjects_shredded += done.subjects_shredded;
+            report.batches += 1;
+            progress.update(report.records, total.max(report.records));
+            if done.records < batch as u64 {
+                break;
+            }
+        }
+        if report.records > 0 {
+            tracing::info!(
+                records = report.records,
+                subjects_shredded = report.subjects_shredded,
+                batches = report.batches,
+                "retention purge"
+            );
+            // Same as after an erasure: old page images of purged rows leave the WAL.
+            self.store.vault_flush_erased().await?;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,52 @@
+//! The consent retention job of `tutela serve`, run at the `[retention] interval`: deletes consent
+//! records past their deadline (every record carries the deadline the register's rule for category
+//! `consent_record` gave it when it was written). It takes its own lease row before it runs, so that
+//! when several nodes share a PostgreSQL database only one of them purges at a time, without
+//! waiting for the vault's purge.
+
+use std::time::Duration;
+
+use tutela_http::AppState;
+
+/// How long a lease lasts (longer than a run).
+const LEASE_SECS: i64 = 600;
+
+/// Runs the consent purge every `interval` (the `[retention] interval`), the first time right away.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let holder = crate::jobs::holder();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            purge_consent_records(&state, &holder).await;
+        }
+    })
+}
+
+/// Deletes the consent records whose deadline has passed. Logs only a count.
+pub async fn purge_consent_records(state: &AppState, holder: &str) {
+    const LEASE: &str = "retention:consent_records";
+    let now = jiff::Timestamp::now().as_second();
+    match state.store.try_lease(LEASE, holder, now, LEASE_SECS).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not take the consent retention lease");
+            return;
+        }
+    }
+    match state.store.purge_consent_records(now).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(
+                deleted = n,
+                "consent records past their retention deadline deleted"
+            );
+            metrics::counter!("tutela_retention_deleted_total", "category" => "consent_record")
+                .increment(n);
+        }
+        Err(err) => tracing::warn!(error = %err, "consent retention purge failed"),
+    }
+    let _ = state.store.release_lease(LEASE, holder).await;
+}
