@@ -231,6 +231,14 @@ impl Analytics {
         let site = self.check(site_id, from, to)?;
         let (f, t) = (day_number(from), day_number(to));
         let store = self.store();
+        // The ranked tables are independent reads: run them side by side (SQLite's WAL readers
+        // and PostgreSQL's connections work in parallel) while the totals are read here.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (_, dim)) in SECTIONS.iter().enumerate() {
+            let store = store.clone();
+            let limit = limit.clamp(1, MAX_LIMIT);
+            set.spawn(async move { (i, store.analytics_top(site_id, dim, f, t, limit).await) });
+        }
         let totals = store.analytics_totals(site_id, f, t).await?;
         let uniques = self.unique_visitors(site_id, f, t, totals.visitors).await?;
         let points = store
@@ -242,13 +250,21 @@ impl Analytics {
             Vec::new()
         };
         let series = fill_series(from, to, granularity, &points, &daily_uniques);
-        let mut tables = Vec::with_capacity(SECTIONS.len());
-        for (name, _) in SECTIONS {
-            tables.push((
-                name.to_string(),
-                self.table(site_id, name, from, to, limit).await?,
-            ));
+        let mut results: Vec<Option<Vec<Row>>> = vec![None; SECTIONS.len()];
+        while let Some(joined) = set.join_next().await {
+            let (i, rows) = joined.map_err(|e| Error::Config(format!("report task: {e}")))?;
+            results[i] = Some(
+                rows?
+                    .into_iter()
+                    .map(|(label, count)| Row { label, count })
+                    .collect(),
+            );
         }
+        let tables = SECTIONS
+            .iter()
+            .zip(results)
+            .map(|((name, _), rows)| (name.to_string(), rows.unwrap_or_default()))
+            .collect();
         Ok(Report {
             site_id,
             site_name: site.name.clone(),

@@ -35,7 +35,7 @@ CREATE TABLE analytics_events (
     device          TEXT,
     resolution      TEXT
 );
-CREATE INDEX analytics_events_day ON analytics_events (day);
+CREATE INDEX analytics_events_day ON analytics_events (site_id, day);
 CREATE INDEX analytics_events_visitor ON analytics_events (site_id, visitor);
 
 -- Hourly totals (site-local hour). Visits, bounces and durations are counted in the hour the
@@ -63,7 +63,7 @@ CREATE TABLE analytics_daily_dims (
     dim     TEXT   NOT NULL,
     value   TEXT   NOT NULL,
     n       BIGINT NOT NULL,
-    PRIMARY KEY (site_id, day, dim, value)
+    PRIMARY KEY (site_id, dim, day, value)
 ) WITHOUT ROWID;
 
 -- Which pseudonyms were seen on which day: unique visitors per day and per range.
