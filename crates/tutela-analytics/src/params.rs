@@ -265,4 +265,24 @@ mod tests {
         assert_eq!(parse_bulk(many.as_bytes()).unwrap_err(), BulkError::TooMany);
         assert!(looks_like_bulk(b"  {\"requests\":[]}") && !looks_like_bulk(b"idsite=1"));
     }
+
+    proptest::proptest! {
+        /// Outside input never panics the parsers, and every kept value stays bounded.
+        #[test]
+        fn parsers_accept_anything_and_stay_bounded(query in ".{0,3000}", body in proptest::collection::vec(proptest::num::u8::ANY, 0..3000)) {
+            let h = RawHit::from_query(&query);
+            proptest::prop_assert!(h.url.as_ref().is_none_or(|u| u.chars().count() <= MAX_URL));
+            proptest::prop_assert!(h.action_name.as_ref().is_none_or(|u| u.chars().count() <= MAX_TEXT));
+            proptest::prop_assert!(h.uid.as_ref().is_none_or(|u| u.chars().count() <= MAX_UID));
+            let _ = h.resolution();
+            let _ = parse_bulk(&body);
+            let _ = looks_like_bulk(&body);
+            if let Some(u) = &h.url {
+                let kept = crate::url::without_query(u, &["utm_campaign".to_string()]);
+                proptest::prop_assert!(kept.is_none_or(|k| k.chars().count() <= crate::url::MAX_URL_CHARS && !k.contains('#')));
+                let _ = crate::url::host(u);
+            }
+            let _ = crate::ua::ClientHints::parse(&query);
+        }
+    }
 }

@@ -19,8 +19,7 @@ use crate::{Job, MinHit, day_number};
 /// Inactivity that ends a visit (Matomo's default).
 pub const VISIT_TIMEOUT_SECS: i64 = 30 * 60;
 const MAX_OPEN_VISITS: usize = 1_000_000;
-/// Longest wait for more hits before a commit, and the batch size that ends the wait.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// The batch size that ends the wait for more hits before a commit.
 const LINGER_UNTIL: usize = 256;
 const MAX_SEEN_VISITOR_DAYS: usize = 2_000_000;
 
@@ -399,6 +398,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Job>,
     tz: HashMap<i64, TimeZone>,
     max_batch: usize,
+    linger: std::time::Duration,
 ) {
     let mut state = State::new(tz);
     loop {
@@ -423,6 +423,7 @@ pub(crate) async fn run(
         let started = Instant::now();
         let mut jobs = vec![first];
         let mut n = jobs[0].hits.len();
+        let mut yields = 0;
         // Group commit: take what is queued, and linger a moment for more while the batch is
         // small, so that one commit (one fsync) serves many concurrent hits.
         while n < max_batch {
@@ -431,10 +432,21 @@ pub(crate) async fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     let waited = started.elapsed();
-                    if n >= LINGER_UNTIL || waited >= LINGER {
+                    if n >= LINGER_UNTIL {
+                        None
+                    } else if linger.is_zero() {
+                        // Cheap commits (no fsync): let the request tasks run a moment, then go.
+                        if yields < 3 {
+                            yields += 1;
+                            tokio::task::yield_now().await;
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        }
+                    } else if waited >= linger {
                         None
                     } else {
-                        tokio::time::timeout(LINGER - waited, rx.recv())
+                        tokio::time::timeout(linger - waited, rx.recv())
                             .await
                             .ok()
                             .flatten()
@@ -459,7 +471,7 @@ pub(crate) async fn run(
         let result = match build_batch(&mut state, &store, hits, false).await {
             Ok(batch) => {
                 let built = started.elapsed();
-                let r = store.analytics_write_batch(&batch).await;
+                let r = store.analytics_write_batch_owned(batch).await;
                 tracing::debug!(
                     hits = n,
                     build_ms = built.as_secs_f64() * 1e3,

@@ -182,8 +182,25 @@ impl Store {
         if self.engine() == crate::Engine::Sqlite
             && let Some(path) = self.sqlite_path().map(|p| p.to_path_buf())
         {
+            return self.sqlite_write_batch(path, batch.clone()).await;
+        }
+        self.portable_write_batch(batch).await
+    }
+
+    /// Same as [`Store::analytics_write_batch`], taking the batch by value (no copy on SQLite).
+    pub async fn analytics_write_batch_owned(&self, batch: AnalyticsBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.engine() == crate::Engine::Sqlite
+            && let Some(path) = self.sqlite_path().map(|p| p.to_path_buf())
+        {
             return self.sqlite_write_batch(path, batch).await;
         }
+        self.portable_write_batch(&batch).await
+    }
+
+    async fn portable_write_batch(&self, batch: &AnalyticsBatch) -> Result<()> {
         let t0 = std::time::Instant::now();
         let mut tx = self.pool().begin().await?;
         insert_events(&mut tx, &batch.events).await?;
@@ -221,15 +238,12 @@ impl Store {
     async fn sqlite_write_batch(
         &self,
         path: std::path::PathBuf,
-        batch: &AnalyticsBatch,
+        batch: AnalyticsBatch,
     ) -> Result<()> {
         let fast = self.fast.clone();
         let full_sync = self
             .analytics_full_sync
             .load(std::sync::atomic::Ordering::Relaxed);
-        // The batch is moved to the blocking thread by value; cloning it costs far less than the
-        // writes it feeds.
-        let batch = batch.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let writer = match fast.get() {
                 Some(w) => w,
@@ -259,9 +273,7 @@ impl Store {
     /// Writes through the portable (`Any`) path even on SQLite: for the conformance suite.
     #[doc(hidden)]
     pub async fn analytics_write_batch_portable(&self, batch: &AnalyticsBatch) -> Result<()> {
-        let mut portable = self.clone();
-        portable.sqlite_path = None;
-        portable.analytics_write_batch(batch).await
+        self.portable_write_batch(batch).await
     }
 
     /// The salt of `(site, kind)` for the period starting at `period_start`, creating a random
