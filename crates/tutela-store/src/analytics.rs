@@ -244,7 +244,7 @@ impl Store {
         let full_sync = self
             .analytics_full_sync
             .load(std::sync::atomic::Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let work = move || -> Result<()> {
             let writer = match fast.get() {
                 Some(w) => w,
                 None => {
@@ -255,9 +255,15 @@ impl Store {
             };
             writer.write(&batch)?;
             Ok(())
-        })
-        .await
-        .map_err(|e| {
+        };
+        // On a multi-threaded runtime, write in place (the writer task owns this worker for the
+        // commit) rather than handing every batch to another thread.
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(work);
+        }
+        tokio::task::spawn_blocking(work).await.map_err(|e| {
             crate::StoreError::Database(sqlx::Error::Protocol(format!("writer task: {e}")))
         })?
     }

@@ -206,6 +206,7 @@ async fn handle(
     let now = jiff::Timestamp::now();
 
     if params::looks_like_bulk(body) {
+        let t0 = std::time::Instant::now();
         let bulk = match params::parse_bulk(body) {
             Ok(b) => b,
             Err(e) => return ApiError::new(ErrorCode::BadRequest, e.to_string()).into_response(),
@@ -236,10 +237,17 @@ async fn handle(
             metrics::counter!("tutela_analytics_hits_total", "outcome" => "invalid")
                 .increment(invalid.len() as u64);
         }
+        let prepared = t0.elapsed();
         let tracked = match analytics.submit(hits).await {
             Ok(n) => n + skipped,
             Err(e) => return ingest_error(e),
         };
+        tracing::debug!(
+            requests = bulk.requests.len(),
+            parse_and_minimise_ms = prepared.as_secs_f64() * 1e3,
+            queue_and_commit_ms = (t0.elapsed() - prepared).as_secs_f64() * 1e3,
+            "bulk request"
+        );
         return axum::Json(serde_json::json!({
             "status": "success",
             "tracked": tracked,
