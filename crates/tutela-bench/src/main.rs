@@ -4,11 +4,13 @@
 //! ```sh
 //! cargo build --release -p tutela -p tutela-bench
 //! cargo run --release -p tutela-bench -- startup
+//! cargo run --release -p tutela-bench -- analytics
 //! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
 //! ./target/release/tutela-bench rights --subjects 1000000
 //! cargo run --release -p tutela-bench -- consent
 //! ```
 
+mod analytics;
 mod consent;
 mod rights;
 mod startup;
@@ -31,6 +33,14 @@ struct Cli {
 enum Command {
     /// Time from spawning `tutela serve` to its first answered request, with the example register.
     Startup(startup::Args),
+    /// Web analytics: single hits and bulk requests over HTTP (64 keep-alive connections), the
+    /// 30-day dashboard over 10 million stored events, and the server's peak memory.
+    #[command(after_help = "Examples:
+  cargo build --release -p tutela -p tutela-bench
+  ./target/release/tutela-bench analytics                       # everything
+  ./target/release/tutela-bench analytics --mode hits --seconds 20
+  ./target/release/tutela-bench analytics --mode dashboard --dashboard-dir /tmp/tutela-10m")]
+    Analytics(analytics::Args),
     /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
     Vault(vault::Args),
     /// Rights requests: a full access and a full erasure for one subject among N in the vault.
@@ -47,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     util::print_machine();
     match cli.command {
         Command::Startup(args) => startup::run(args),
+        Command::Analytics(args) => analytics::run(args),
         Command::Vault(args) => vault::run(args),
         Command::Rights(args) => rights::run(args),
         Command::Consent(args) => consent::run(args),

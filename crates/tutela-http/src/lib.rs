@@ -2,6 +2,7 @@
 //!
 //! This crate never talks to a database driver: it goes through `tutela-store`.
 
+pub mod analytics;
 pub mod auth;
 pub mod consent;
 pub mod console;
@@ -50,11 +51,18 @@ pub struct AppState {
     pub register_warnings: Arc<Vec<tutela_domain::Diagnostic>>,
     /// Consent records: writer, allowed origins, rate limit.
     pub consent: consent::ConsentState,
+    /// Web analytics: collector, reports, dashboard sessions.
+    pub analytics: Arc<analytics::AnalyticsState>,
 }
 
 impl AppState {
     /// Must be called on a Tokio runtime (it starts the consent record writer).
-    pub fn new(register: LoadedRegister, store: Store, vault: Vault) -> Self {
+    pub fn new(
+        register: LoadedRegister,
+        store: Store,
+        vault: Vault,
+        analytics: Arc<tutela_analytics::Analytics>,
+    ) -> Self {
         let consent = consent::ConsentState::new(
             &register.register,
             store.clone(),
@@ -70,6 +78,7 @@ impl AppState {
             executor: None,
             console: Arc::new(console::ConsoleState::new(console::ConsoleConfig::default())),
             register_warnings: Arc::new(Vec::new()),
+            analytics: Arc::new(analytics::AnalyticsState::new(analytics)),
         }
     }
 
@@ -133,6 +142,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(rights::routes())
         .merge(console::routes())
+        .merge(analytics::routes())
         .merge(vault_api::routes())
         .merge(consent::routes())
         .fallback(error::not_found)

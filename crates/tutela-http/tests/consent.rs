@@ -27,6 +27,13 @@ async fn app_with(source: &str, options: Option<ConsentOptions>) -> TestApp {
         std::sync::Arc::new(register.clone()),
         tutela_vault::VaultKeys::generate().unwrap(),
     );
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
     let mut state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -35,6 +42,7 @@ async fn app_with(source: &str, options: Option<ConsentOptions>) -> TestApp {
         },
         store,
         vault,
+        analytics,
     );
     if let Some(o) = options {
         state = state.with_consent_options(&o);

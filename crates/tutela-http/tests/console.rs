@@ -32,6 +32,13 @@ async fn app(config: ConsoleConfig) -> TestApp {
         std::sync::Arc::new(register.clone()),
         tutela_vault::VaultKeys::generate().unwrap(),
     );
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -40,6 +47,7 @@ async fn app(config: ConsoleConfig) -> TestApp {
         },
         store,
         vault,
+        analytics,
     )
     .with_console(ConsoleConfig {
         password_params: PasswordParams::INSECURE_FOR_TESTS_ONLY,

@@ -18,6 +18,13 @@ async fn app() -> TestApp {
         .expect("example register is valid");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
     let vault = tutela_vault::Vault::new(
         store.clone(),
         std::sync::Arc::new(register.clone()),
@@ -31,6 +38,7 @@ async fn app() -> TestApp {
         },
         store,
         vault,
+        analytics,
     );
     TestApp {
         app: build_app(state.clone()),

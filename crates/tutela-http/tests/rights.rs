@@ -50,6 +50,13 @@ async fn app() -> TestApp {
         Arc::new(register.clone()),
         tutela_vault::VaultKeys::generate().unwrap(),
     );
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -58,6 +65,7 @@ async fn app() -> TestApp {
         },
         store,
         vault,
+        analytics,
     )
     .with_rights(rights);
     TestApp {
@@ -630,6 +638,13 @@ async fn without_the_engine_the_portal_says_so_and_the_notice_does_not_link() {
         Arc::new(register.clone()),
         tutela_vault::VaultKeys::generate().unwrap(),
     );
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
     let state = AppState::new(
         LoadedRegister {
             hash: register.content_hash(),
@@ -638,6 +653,7 @@ async fn without_the_engine_the_portal_says_so_and_the_notice_does_not_link() {
         },
         store,
         vault,
+        analytics,
     );
     let app = build_app(state);
     assert_eq!(

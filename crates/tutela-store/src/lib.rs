@@ -9,11 +9,13 @@
 //!
 //! Times are stored as unix seconds (UTC) in `BIGINT` columns.
 
+pub mod analytics;
 mod audit;
 mod consent;
 mod migrate;
 mod operators;
 mod rights;
+mod sqlite_fast;
 mod tokens;
 mod vault;
 
@@ -54,6 +56,8 @@ pub enum StoreError {
         "the database has migration {0} which this version of Tutela does not know: it was written by a newer Tutela"
     )]
     UnknownMigration(i64),
+    #[error("database error (SQLite writer): {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("could not prepare the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -105,6 +109,10 @@ pub struct Store {
     pool: AnyPool,
     engine: Engine,
     sqlite_path: Option<PathBuf>,
+    /// The analytics writer's dedicated SQLite connection (opened on first use).
+    fast: std::sync::Arc<std::sync::OnceLock<sqlite_fast::FastWriter>>,
+    /// Whether the analytics writer fsyncs every commit on SQLite (default: yes).
+    analytics_full_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The file name of the embedded database inside the data directory.
@@ -186,6 +194,8 @@ impl Store {
             pool,
             engine,
             sqlite_path: None,
+            fast: Default::default(),
+            analytics_full_sync: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         migrate::run(&store).await?;
         Ok(store)

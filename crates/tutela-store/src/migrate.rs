@@ -29,8 +29,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     1 "0001_foundation",
     2 "0002_api_tokens",
     3 "0003_vault",
-    // 4 belongs to analytics; versions need not be contiguous: each is applied once, in list
-    // order, whatever is missing.
+    4 "0004_analytics",
     5 "0005_operators",
     6 "0006_consent",
     7 "0007_rights",
@@ -39,8 +38,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_api_tokens",
     3 "0003_vault",
-    // 4 belongs to analytics; versions need not be contiguous: each is applied once, in list
-    // order, whatever is missing.
+    4 "0004_analytics",
     5 "0005_operators",
     6 "0006_consent",
     7 "0007_rights",

@@ -24,6 +24,12 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     #[serde(default)]
     pub log: LogConfig,
+    /// Web analytics settings (`[analytics]`).
+    #[serde(default)]
+    pub analytics: tutela_analytics::AnalyticsSettings,
+    /// Sites that may send analytics hits (`[[sites]]`); default: site 1, `localhost`.
+    #[serde(default)]
+    pub sites: Option<Vec<tutela_analytics::SiteConfig>>,
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! The `tutela` command: serve the privacy engine, check and render the register.
 
+mod analytics_job;
 mod audit_cmd;
 mod config;
 mod consent_job;

@@ -25,8 +25,11 @@ pub const AFTER_HELP: &str = "Examples:
 Routes: /privacy (?lang=fr), /privacy.md, /rights (the rights portal), /.well-known/gpc.json,
 /healthz, /readyz, /metrics, /api/v1/register, /api/v1/register/ropa.csv,
 /api/v1/register/ropa.json, the vault API under /api/v1/subjects and the rights API under
-/api/v1/rights (bearer tokens), documented in /api/v1/openapi.json; the consent banner
-/consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
+/api/v1/rights (bearer tokens), documented in /api/v1/openapi.json;
+web analytics: /matomo.php, /piwik.php (collector), /matomo.js, /piwik.js, /tutela.js (tracker),
+/optout, /analytics (dashboard), /api/v1/analytics/… (reports, rights hooks);
+sites that may send hits are [[sites]] tables in tutela.toml (default: site 1, localhost);
+the consent banner /consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
 /api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read),
 and the operators' console at /console.
 On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
@@ -180,6 +183,21 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
 
+        // Compile the user-agent rules while the rest starts (first hits would otherwise wait).
+        std::thread::spawn(tutela_analytics::ua::warm_up);
+        let sites = ctx
+            .file
+            .sites
+            .clone()
+            .unwrap_or_else(tutela_analytics::SiteConfig::default_sites);
+        let analytics = tutela_analytics::Analytics::start(
+            ctx.file.analytics.clone(),
+            &sites,
+            &register,
+            store.clone(),
+        )
+        .context("cannot start web analytics")?;
+        let analytics_for_job = analytics.clone();
         let keys = crate::keys::load_or_create(&ctx.master_key_file, &store).await?;
         let vault = Vault::new(store.clone(), Arc::new(register.clone()), keys.vault_keys()?);
         tracing::info!(
@@ -198,6 +216,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             },
             store.clone(),
             vault.clone(),
+            analytics,
         )
         .with_console(console)
         .with_register_warnings(warnings)
@@ -238,6 +257,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             Some(every) => vec![
                 crate::jobs::spawn_retention(vault, every),
                 crate::consent_job::spawn(state, every),
+                crate::analytics_job::spawn(analytics_for_job, every),
             ],
             None => {
                 tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod analytics;
 mod consent;
 mod foundation;
 mod operators;

@@ -1,0 +1,621 @@
+//! Tutela's privacy-minimised web analytics.
+//!
+//! A hit travels: Matomo parameters ([`params`]) → [`Analytics::prepare`], which minimises it at
+//! once (half IP, user-agent summary, URL without query, keyed pseudonym — the full address, the
+//! raw user agent and the raw cookie value go no further) → [`Analytics::submit`], a bounded
+//! queue → one writer task that groups hits into one transaction per flush ([`writer`]) and
+//! answers each submitter after the commit. Reports ([`report`]) read rollups, never raw events.
+
+pub mod config;
+pub mod hll;
+pub mod ip;
+pub mod params;
+pub mod pseudonym;
+pub mod report;
+pub mod ua;
+pub mod url;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tutela_domain::Register;
+use tutela_store::Store;
+use tutela_store::analytics::{EventRow, PurgeCounts, kind};
+
+pub use config::{AnalyticsSettings, Policy, Site, SiteConfig};
+pub use params::RawHit;
+pub use ua::{DeviceSummary, DeviceType};
+pub use writer::DirectWriter;
+
+/// Errors of the analytics service. Messages never hold personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("analytics configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] tutela_store::StoreError),
+    #[error("random number generator failed: {0}")]
+    Rng(getrandom::Error),
+}
+
+/// Why a hit is refused (the client gets 400, or it counts as `invalid` in a bulk request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("idsite is missing or is not a configured site")]
+    UnknownSite,
+    #[error("the page's host is not allowed for this site")]
+    HostNotAllowed,
+    #[error("cip and cdt need a token_auth with the analytics:track scope")]
+    TokenRequired,
+    #[error("cdt is not a valid date")]
+    BadDate,
+    #[error("the register declares no analytics purpose")]
+    NoPurpose,
+}
+
+/// Why a well-formed hit is answered normally but not recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// `rec=1` missing.
+    NotRecorded,
+    OptedOut,
+    DoNotTrack,
+    GlobalPrivacyControl,
+    Bot,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::NotRecorded => "not_recorded",
+            Skip::OptedOut => "opted_out",
+            Skip::DoNotTrack => "dnt",
+            Skip::GlobalPrivacyControl => "gpc",
+            Skip::Bot => "bot",
+        }
+    }
+}
+
+/// The outcome of preparing one hit.
+#[derive(Debug)]
+pub enum Prepared {
+    Track(Box<MinHit>),
+    Skip(Skip),
+}
+
+/// A minimised hit: all that is left of a tracking request once [`Analytics::prepare`] ran.
+#[derive(Clone, Debug)]
+pub struct MinHit {
+    pub site_id: i64,
+    pub ts: i64,
+    pub visitor: i64,
+    pub new_visit: bool,
+    /// A heartbeat: extends the visit, is no action.
+    pub ping: bool,
+    pub kind: i16,
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub ev_category: Option<String>,
+    pub ev_action: Option<String>,
+    pub ev_name: Option<String>,
+    pub ev_value: Option<f64>,
+    pub referrer: Option<String>,
+    pub ip_prefix: Option<String>,
+    pub device: Option<Arc<DeviceSummary>>,
+    pub resolution: Option<String>,
+}
+
+/// What the HTTP layer knows about the sender of a request.
+#[derive(Clone, Debug)]
+pub struct Client<'a> {
+    /// The connection's address (or the configured proxy header's).
+    pub ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+    pub dnt: bool,
+    pub gpc: bool,
+    /// The opt-out cookie is set.
+    pub opted_out: bool,
+}
+
+/// The queue refused or the writer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the ingestion queue is full; retry shortly")]
+    Saturated,
+    #[error("the ingestion writer has stopped")]
+    Closed,
+    #[error("the hits could not be written: {0}")]
+    Store(String),
+}
+
+struct Job {
+    hits: Vec<MinHit>,
+    ack: oneshot::Sender<Result<(), String>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Salt kinds.
+const SALT_VISITOR: &str = "visitor";
+const SALT_DAILY: &str = "daily";
+const DAY: i64 = 86_400;
+
+/// Current salt per (site, kind): (period start, salt).
+type SaltCache = HashMap<(i64, &'static str), (i64, Arc<[u8]>)>;
+
+/// The analytics service shared by the HTTP handlers and the periodic jobs.
+pub struct Analytics {
+    pub settings: AnalyticsSettings,
+    pub policy: Option<Policy>,
+    sites: Vec<Site>,
+    store: Store,
+    ua: ua::UaCache,
+    rotation_secs: i64,
+    salts: Mutex<SaltCache>,
+    queue: mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Analytics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analytics")
+            .field("sites", &self.sites.len())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Analytics {
+    /// Starts the service and its writer task (call inside a Tokio runtime). A register without an
+    /// analytics purpose gives a service that refuses every hit with [`Reject::NoPurpose`].
+    pub fn start(
+        settings: AnalyticsSettings,
+        sites: &[SiteConfig],
+        register: &Register,
+        store: Store,
+    ) -> Result<Arc<Analytics>, Error> {
+        let sites = config::sites(sites)?;
+        let rotation_secs = settings.rotation_secs()?;
+        store.set_analytics_full_sync(settings.full_sync()?);
+        let policy = match Policy::from_register(register, settings.purpose.as_deref()) {
+            Ok(p) => Some(p),
+            Err(e) if settings.purpose.is_none() => {
+                tracing::warn!(reason = %e, "web analytics disabled");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let capacity = settings.queue_capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let analytics = Arc::new(Analytics {
+            policy,
+            sites,
+            store: store.clone(),
+            ua: ua::UaCache::default(),
+            rotation_secs,
+            salts: Mutex::new(HashMap::new()),
+            queue: tx,
+            permits: Arc::new(Semaphore::new(capacity)),
+            settings,
+        });
+        let tz: HashMap<i64, jiff::tz::TimeZone> = analytics
+            .sites
+            .iter()
+            .map(|s| (s.id, s.tz.clone()))
+            .collect();
+        // With an fsync per commit, waiting up to 1 ms for more hits pays; without, a few yields.
+        let linger = if analytics.settings.full_sync()? {
+            std::time::Duration::from_millis(1)
+        } else {
+            std::time::Duration::ZERO
+        };
+        tokio::spawn(writer::run(
+            store,
+            rx,
+            tz,
+            analytics.settings.max_batch.max(1),
+            linger,
+        ));
+        Ok(analytics)
+    }
+
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
+    pub fn site(&self, id: i64) -> Option<&Site> {
+        self.sites.iter().find(|s| s.id == id)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Hits waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.settings.queue_capacity.max(1) - self.permits.available_permits()
+    }
+
+    /// Minimises one hit. This is the only function that sees the full client address, the raw
+    /// user agent and the raw visitor id or user id; it returns none of them.
+    pub async fn prepare(
+        &self,
+        raw: &RawHit,
+        client: &Client<'_>,
+        trusted: bool,
+        now: jiff::Timestamp,
+    ) -> Result<Prepared, Reject> {
+        let policy = self.policy.as_ref().ok_or(Reject::NoPurpose)?;
+        let site = raw
+            .idsite
+            .as_deref()
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(|id| self.site(id))
+            .ok_or(Reject::UnknownSite)?;
+        if raw.needs_token() && !trusted {
+            return Err(Reject::TokenRequired);
+        }
+        let host_ok = raw
+            .url
+            .as_deref()
+            .and_then(url::host)
+            .is_some_and(|h| site.allows_host(&h));
+        if !host_ok {
+            return Err(Reject::HostNotAllowed);
+        }
+        let ts = match raw.cdt.as_deref() {
+            Some(cdt) => parse_cdt(cdt).ok_or(Reject::BadDate)?,
+            None => now.as_second(),
+        };
+        if !raw.rec {
+            return Ok(Prepared::Skip(Skip::NotRecorded));
+        }
+        if client.opted_out {
+            return Ok(Prepared::Skip(Skip::OptedOut));
+        }
+        if client.dnt && self.settings.honour_dnt {
+            return Ok(Prepared::Skip(Skip::DoNotTrack));
+        }
+        if client.gpc && self.settings.honour_gpc {
+            return Ok(Prepared::Skip(Skip::GlobalPrivacyControl));
+        }
+
+        // The address: the trusted override or the connection's, halved before anything else.
+        let full_ip = raw
+            .cip
+            .as_deref()
+            .filter(|_| trusted)
+            .and_then(|c| c.trim().parse::<IpAddr>().ok())
+            .unwrap_or(client.ip);
+        let half = ip::ip_half(full_ip);
+
+        let ua_string = raw.ua.as_deref().or(client.user_agent).unwrap_or("");
+        let hints = raw.uadata.as_deref().and_then(ua::ClientHints::parse);
+        let summary = self.ua.summarise(ua_string, hints.as_ref());
+        if summary.device == DeviceType::Bot && !raw.bots {
+            return Ok(Prepared::Skip(Skip::Bot));
+        }
+
+        // The pseudonym: user id, else the tracker's visitor id, else cookieless.
+        let visitor = if !policy.keep_pseudonym {
+            // No pseudonym declared: every hit is a visitor of its own, linked to nothing.
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).map_err(|_| Reject::NoPurpose)?;
+            i64::from_be_bytes(b)
+        } else if let Some(uid) = raw.uid.as_deref().filter(|_| !self.settings.cookieless) {
+            let salt = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
+            pseudonym::pseudonym(&salt, site.id, pseudonym::Source::UserId, &[uid.as_bytes()])
+        } else if let Some(id) = raw
+            .visitor_id
+            .as_deref()
+            .filter(|id| pseudonym::is_visitor_id(id) && !self.settings.cookieless)
+        {
+            let salt = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
+            let id = id.to_ascii_lowercase();
+            pseudonym::pseudonym(&salt, site.id, pseudonym::Source::Cookie, &[id.as_bytes()])
+        } else {
+            let salt = self.salt(site.id, SALT_DAILY, now.as_second()).await?;
+            let half_text = half.to_string();
+            pseudonym::pseudonym(
+                &salt,
+                site.id,
+                pseudonym::Source::Cookieless,
+                &[half_text.as_bytes(), ua_string.as_bytes()],
+            )
+        };
+
+        let keep = &self.settings.campaign_parameters;
+        let min_url = |u: Option<&str>| {
+            if policy.keep_url {
+                u.and_then(|u| url::without_query(u, keep))
+            } else {
+                None
+            }
+        };
+        let (kind, url) = if let Some(d) = raw.download.as_deref() {
+            (kind::DOWNLOAD, min_url(Some(d)))
+        } else if let Some(l) = raw.link.as_deref() {
+            (kind::OUTLINK, min_url(Some(l)))
+        } else if raw.search.is_some() {
+            (kind::SEARCH, min_url(raw.url.as_deref()))
+        } else if raw.e_c.is_some() || raw.e_a.is_some() {
+            (kind::EVENT, min_url(raw.url.as_deref()))
+        } else {
+            (kind::PAGEVIEW, min_url(raw.url.as_deref()))
+        };
+        let is_event = kind == kind::EVENT;
+        let device = policy.keep_device.then(|| summary.clone());
+        Ok(Prepared::Track(Box::new(MinHit {
+            site_id: site.id,
+            ts,
+            visitor,
+            new_visit: raw.new_visit,
+            ping: raw.ping,
+            kind,
+            url,
+            title: raw
+                .action_name
+                .clone()
+                .filter(|_| policy.keep_url && kind == kind::PAGEVIEW),
+            ev_category: raw.e_c.clone().filter(|_| is_event),
+            ev_action: raw.e_a.clone().filter(|_| is_event),
+            ev_name: raw.e_n.clone().filter(|_| is_event),
+            ev_value: raw
+                .e_v
+                .as_deref()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && is_event),
+            referrer: raw
+                .urlref
+                .as_deref()
+                .filter(|_| policy.keep_referrer)
+                .and_then(|r| url::without_query(r, &[])),
+            ip_prefix: policy.keep_ip.then(|| half.to_string()),
+            resolution: raw.resolution().filter(|_| policy.keep_device),
+            device,
+        })))
+    }
+
+    /// Queues minimised hits and waits until the writer committed them. Refuses at once with
+    /// [`IngestError::Saturated`] when the queue is full: never a silent drop.
+    pub async fn submit(&self, hits: Vec<MinHit>) -> Result<usize, IngestError> {
+        let n = hits.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let permit = u32::try_from(n)
+            .ok()
+            .and_then(|k| self.permits.clone().try_acquire_many_owned(k).ok())
+            .ok_or_else(|| {
+                metrics::counter!("tutela_analytics_hits_total", "outcome" => "saturated")
+                    .increment(n as u64);
+                IngestError::Saturated
+            })?;
+        let (ack, done) = oneshot::channel();
+        self.queue
+            .try_send(Job { hits, ack, permit })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => IngestError::Saturated,
+                mpsc::error::TrySendError::Closed(_) => IngestError::Closed,
+            })?;
+        metrics::gauge!("tutela_analytics_queue_depth").set(self.queue_depth() as f64);
+        match done.await {
+            Ok(Ok(())) => {
+                metrics::counter!("tutela_analytics_hits_total", "outcome" => "tracked")
+                    .increment(n as u64);
+                Ok(n)
+            }
+            Ok(Err(e)) => Err(IngestError::Store(e)),
+            Err(_) => Err(IngestError::Closed),
+        }
+    }
+
+    /// The current salt of `(site, kind)`, created (random) when its period starts; the salts of
+    /// earlier periods are destroyed at that moment.
+    async fn salt(&self, site_id: i64, kind: &'static str, now: i64) -> Result<Arc<[u8]>, Reject> {
+        let period = self.period_start(kind, now);
+        if let Some((p, salt)) = self.salts.lock().expect("salt lock").get(&(site_id, kind))
+            && *p == period
+        {
+            return Ok(salt.clone());
+        }
+        let salt = self.rotate(site_id, kind, period).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read or create a pseudonym salt");
+            Reject::NoPurpose
+        })?;
+        Ok(salt)
+    }
+
+    fn period_start(&self, kind: &str, now: i64) -> i64 {
+        let len = if kind == SALT_DAILY {
+            DAY
+        } else {
+            self.rotation_secs
+        };
+        now.div_euclid(len) * len
+    }
+
+    async fn rotate(
+        &self,
+        site_id: i64,
+        kind: &'static str,
+        period: i64,
+    ) -> Result<Arc<[u8]>, Error> {
+        let fresh = pseudonym::random_salt().map_err(Error::Rng)?;
+        let salt: Arc<[u8]> = self
+            .store
+            .analytics_salt(site_id, kind, period, &fresh)
+            .await?
+            .into();
+        let destroyed = self
+            .store
+            .analytics_destroy_salts_before(site_id, kind, period)
+            .await?;
+        if destroyed > 0 {
+            tracing::info!(
+                site = site_id,
+                kind,
+                destroyed,
+                "destroyed expired pseudonym salts"
+            );
+        }
+        self.salts
+            .lock()
+            .expect("salt lock")
+            .insert((site_id, kind), (period, salt.clone()));
+        Ok(salt)
+    }
+
+    /// Destroys every salt whose period has ended (run periodically, so salts go on schedule
+    /// even when no hit arrives). Returns how many were destroyed.
+    pub async fn rotate_salts(&self, now: jiff::Timestamp) -> Result<u64, Error> {
+        let mut destroyed = 0;
+        for site in &self.sites {
+            for kind in [SALT_VISITOR, SALT_DAILY] {
+                let period = self.period_start(kind, now.as_second());
+                destroyed += self
+                    .store
+                    .analytics_destroy_salts_before(site.id, kind, period)
+                    .await?;
+                let mut cache = self.salts.lock().expect("salt lock");
+                if cache
+                    .get(&(site.id, kind))
+                    .is_some_and(|(p, _)| *p < period)
+                {
+                    cache.remove(&(site.id, kind));
+                }
+            }
+        }
+        Ok(destroyed)
+    }
+
+    /// Retention: deletes, for every site, the whole days whose events are older than the
+    /// register's retention for the analytics purpose. The day that holds the cut-off instant
+    /// goes entirely (a few hours early rather than late).
+    pub async fn purge_expired(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<(i64, PurgeCounts)>, Error> {
+        let Some(policy) = &self.policy else {
+            return Ok(Vec::new());
+        };
+        let span = policy
+            .retention
+            .span()
+            .ok_or_else(|| Error::Config("invalid retention period".into()))?;
+        let mut out = Vec::new();
+        for site in &self.sites {
+            let cutoff = now
+                .to_zoned_datetime(site.tz.clone())
+                .checked_sub(span)
+                .map_err(|e| Error::Config(format!("retention arithmetic: {e}")))?;
+            let last_day = day_number(cutoff.date());
+            let counts = self
+                .store
+                .analytics_purge_through(site.id, last_day)
+                .await?;
+            if counts.events > 0 || counts.rollup_rows > 0 {
+                tracing::info!(
+                    site = site.id,
+                    events = counts.events,
+                    rollup_rows = counts.rollup_rows,
+                    through_day = last_day,
+                    "analytics retention purge"
+                );
+            }
+            out.push((site.id, counts));
+        }
+        Ok(out)
+    }
+
+    /// The pseudonym a visitor's tracker cookie value (16 hex characters) has now, for the rights
+    /// hooks. Events of earlier pseudonym periods cannot be linked any more: their salt is gone.
+    pub async fn pseudonym_of_visitor_id(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+    ) -> Result<Option<i64>, Error> {
+        if !pseudonym::is_visitor_id(visitor_id) || self.site(site_id).is_none() {
+            return Ok(None);
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let salt = self
+            .salt(site_id, SALT_VISITOR, now)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let id = visitor_id.to_ascii_lowercase();
+        Ok(Some(pseudonym::pseudonym(
+            &salt,
+            site_id,
+            pseudonym::Source::Cookie,
+            &[id.as_bytes()],
+        )))
+    }
+
+    /// Rights hook: every stored event of the visitor whose cookie value is `visitor_id`.
+    pub async fn visitor_events(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+    ) -> Result<Option<Vec<EventRow>>, Error> {
+        match self.pseudonym_of_visitor_id(site_id, visitor_id).await? {
+            Some(p) => Ok(Some(self.store.analytics_events_of(site_id, p).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rights hook: erases every stored event of that visitor. Returns how many were erased.
+    pub async fn erase_visitor(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+    ) -> Result<Option<u64>, Error> {
+        match self.pseudonym_of_visitor_id(site_id, visitor_id).await? {
+            Some(p) => Ok(Some(self.store.analytics_erase_visitor(site_id, p).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `YYYYMMDD` of a civil date.
+pub fn day_number(d: jiff::civil::Date) -> i64 {
+    i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day())
+}
+
+/// The civil date of a `YYYYMMDD` number.
+pub fn day_from_number(n: i64) -> Option<jiff::civil::Date> {
+    let y = i16::try_from(n / 10_000).ok()?;
+    let m = i8::try_from((n / 100) % 100).ok()?;
+    let d = i8::try_from(n % 100).ok()?;
+    jiff::civil::Date::new(y, m, d).ok()
+}
+
+/// `cdt`: unix seconds, or `YYYY-MM-DD HH:MM:SS` in UTC (Matomo's two forms).
+fn parse_cdt(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        return (n.is_finite() && n > 0.0 && n < 1e11).then_some(n as i64);
+    }
+    let dt: jiff::civil::DateTime = s.replace(' ', "T").parse().ok()?;
+    dt.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_second())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_numbers_and_cdt() {
+        let d = jiff::civil::date(2026, 2, 28);
+        assert_eq!(day_number(d), 20260228);
+        assert_eq!(day_from_number(20260228), Some(d));
+        assert_eq!(day_from_number(20261340), None);
+        assert_eq!(parse_cdt("1700000000"), Some(1_700_000_000));
+        assert_eq!(parse_cdt("2026-11-29 10:00:00"), Some(1_795_946_400));
+        assert_eq!(parse_cdt("yesterday"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! Keyed pseudonyms (`keyed_pseudonym`): HMAC-SHA256 under a random per-site, per-period salt.
+//!
+//! The salts are random bytes stored in the database and deleted when their period ends; they are
+//! never derived from a long-lived key. Once a salt is gone, nobody (including the operator) can
+//! recompute a pseudonym from a cookie value, so old events become unlinkable.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// Length of a salt in bytes.
+pub const SALT_LEN: usize = 32;
+
+/// What a pseudonym was computed from; part of the hashed input so the kinds never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The tracker's visitor-id cookie (`_id`).
+    Cookie,
+    /// The site's own user id (`uid`).
+    UserId,
+    /// No cookie: truncated IP, user agent and site, under the daily salt.
+    Cookieless,
+}
+
+impl Source {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Source::Cookie => b"cookie",
+            Source::UserId => b"uid",
+            Source::Cookieless => b"cookieless",
+        }
+    }
+}
+
+/// The pseudonym of `input` for `site_id` under `salt`: the first 8 bytes of
+/// HMAC-SHA256(salt, tag ‖ site ‖ input) as a signed integer.
+pub fn pseudonym(salt: &[u8], site_id: i64, source: Source, input: &[&[u8]]) -> i64 {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(salt).expect("HMAC takes any key length");
+    mac.update(source.tag());
+    mac.update(&[0]);
+    mac.update(&site_id.to_be_bytes());
+    for part in input {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    let out = mac.finalize().into_bytes();
+    i64::from_be_bytes(out[..8].try_into().expect("32-byte MAC"))
+}
+
+/// A fresh random salt.
+pub fn random_salt() -> Result<[u8; SALT_LEN], getrandom::Error> {
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt)?;
+    Ok(salt)
+}
+
+/// Whether a visitor id looks like the Matomo tracker's: 16 hexadecimal characters.
+pub fn is_visitor_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_per_salt_site_and_source() {
+        let a = pseudonym(&[1; 32], 1, Source::Cookie, &[b"abcdef0123456789"]);
+        assert_eq!(
+            a,
+            pseudonym(&[1; 32], 1, Source::Cookie, &[b"abcdef0123456789"])
+        );
+        assert_ne!(
+            a,
+            pseudonym(&[2; 32], 1, Source::Cookie, &[b"abcdef0123456789"])
+        );
+        assert_ne!(
+            a,
+            pseudonym(&[1; 32], 2, Source::Cookie, &[b"abcdef0123456789"])
+        );
+        assert_ne!(
+            a,
+            pseudonym(&[1; 32], 1, Source::UserId, &[b"abcdef0123456789"])
+        );
+        // Length-prefixed parts: ("ab","c") and ("a","bc") differ.
+        assert_ne!(
+            pseudonym(&[1; 32], 1, Source::Cookieless, &[b"ab", b"c"]),
+            pseudonym(&[1; 32], 1, Source::Cookieless, &[b"a", b"bc"])
+        );
+        assert!(is_visitor_id("0123456789abcdef") && !is_visitor_id("xyz"));
+    }
+}

@@ -1,0 +1,542 @@
+//! The single writer: drains the queue, turns minimised hits into event rows and rollup
+//! increments (sessionising them into visits), writes them in one transaction per flush and
+//! answers every submitter after the commit.
+//!
+//! Visits: a visitor's actions belong to one visit until 30 minutes pass without any, or the
+//! tracker asks for `new_visit`. The state of open visits lives in this task's memory (bounded).
+//! Visits, bounces and durations count in the hour the visit started; actions in their own hour.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use jiff::tz::TimeZone;
+use tokio::sync::mpsc;
+use tutela_store::Store;
+use tutela_store::analytics::{AnalyticsBatch, DimDelta, EventRow, HourlyDelta, kind};
+
+use crate::{Job, MinHit, day_number};
+
+/// Inactivity that ends a visit (Matomo's default).
+pub const VISIT_TIMEOUT_SECS: i64 = 30 * 60;
+const MAX_OPEN_VISITS: usize = 1_000_000;
+/// The batch size that ends the wait for more hits before a commit.
+const LINGER_UNTIL: usize = 256;
+const MAX_SEEN_VISITOR_DAYS: usize = 2_000_000;
+
+/// Dimension names of the daily rollups.
+pub mod dim {
+    pub const PAGE: &str = "page";
+    pub const ENTRY: &str = "entry";
+    pub const EXIT: &str = "exit";
+    pub const BROWSER: &str = "browser";
+    pub const OS: &str = "os";
+    pub const DEVICE: &str = "device";
+    pub const RESOLUTION: &str = "resolution";
+    pub const EVENT_CATEGORY: &str = "event_category";
+    pub const EVENT_ACTION: &str = "event_action";
+    pub const DOWNLOAD: &str = "download";
+    pub const OUTLINK: &str = "outlink";
+}
+
+struct Visit {
+    start: i64,
+    start_day: i64,
+    start_hour: i64,
+    last: i64,
+    actions: u32,
+    exit: Option<String>,
+}
+
+pub(crate) struct State {
+    tz: HashMap<i64, TimeZone>,
+    visits: HashMap<(i64, i64), Visit>,
+    seen: HashSet<(i64, i64, i64)>,
+    last_sweep: i64,
+    /// This writer's HyperLogLog sketch per (site, day), and whether it changed since written.
+    sketches: HashMap<(i64, i64), (Vec<u8>, bool)>,
+    node: String,
+    last_sketch_write: Option<Instant>,
+}
+
+/// Sketches are written at most this often (they are rebuilt from the exact visitor-days when a
+/// writer first touches a day, so a crash loses nothing for days that see new hits).
+const SKETCH_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_SKETCHES: usize = 64;
+
+#[derive(Default)]
+struct Acc {
+    events: Vec<EventRow>,
+    hourly: HashMap<(i64, i64, i64), HourlyDelta>,
+    dims: HashMap<(i64, i64, &'static str, String), i64>,
+    visitor_days: Vec<(i64, i64, i64, i64)>,
+}
+
+impl Acc {
+    fn hour(&mut self, site: i64, day: i64, hour: i64) -> &mut HourlyDelta {
+        self.hourly
+            .entry((site, day, hour))
+            .or_insert_with(|| HourlyDelta {
+                site_id: site,
+                day,
+                hour,
+                ..HourlyDelta::default()
+            })
+    }
+
+    fn dim(&mut self, site: i64, day: i64, dim: &'static str, value: &str, n: i64) {
+        *self
+            .dims
+            .entry((site, day, dim, value.to_string()))
+            .or_insert(0) += n;
+    }
+
+    fn into_batch(self) -> AnalyticsBatch {
+        AnalyticsBatch {
+            events: self.events,
+            hourly: self
+                .hourly
+                .into_values()
+                .filter(|h| {
+                    h.visits != 0
+                        || h.actions != 0
+                        || h.bounces != 0
+                        || h.duration != 0
+                        || h.pageviews != 0
+                        || h.events != 0
+                })
+                .collect(),
+            dims: self
+                .dims
+                .into_iter()
+                .filter(|(_, n)| *n != 0)
+                .map(|((site_id, day, dim, value), n)| DimDelta {
+                    site_id,
+                    day,
+                    dim,
+                    value,
+                    n,
+                })
+                .collect(),
+            visitor_days: self.visitor_days,
+            sketches: Vec::new(),
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn new(tz: HashMap<i64, TimeZone>) -> Self {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        State {
+            tz,
+            visits: HashMap::new(),
+            seen: HashSet::new(),
+            last_sweep: 0,
+            sketches: HashMap::new(),
+            node: b.iter().map(|x| format!("{x:02x}")).collect(),
+            last_sketch_write: None,
+        }
+    }
+
+    /// Loads (rebuilds from the exact visitor-days) the sketches the hits will touch.
+    async fn load_sketches(
+        &mut self,
+        store: &Store,
+        hits: &[MinHit],
+    ) -> Result<(), tutela_store::StoreError> {
+        let mut days: Vec<(i64, i64)> = hits
+            .iter()
+            .filter(|h| !h.ping)
+            .map(|h| (h.site_id, self.local(h.site_id, h.ts).0))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        for key in days {
+            if self.sketches.contains_key(&key) {
+                continue;
+            }
+            if self.sketches.len() >= MAX_SKETCHES {
+                // Keep the newest days; older ones were written when they changed.
+                let oldest = self
+                    .sketches
+                    .iter()
+                    .filter(|(_, (_, dirty))| !dirty)
+                    .map(|(k, _)| *k)
+                    .min_by_key(|(_, d)| *d);
+                if let Some(k) = oldest {
+                    self.sketches.remove(&k);
+                }
+            }
+            let mut regs = vec![0u8; crate::hll::M];
+            for v in store.analytics_visitors_of_day(key.0, key.1).await? {
+                crate::hll::add(&mut regs, v);
+            }
+            self.sketches.insert(key, (regs, false));
+        }
+        Ok(())
+    }
+
+    /// The changed sketches to write now (all of them when `force`).
+    fn take_sketches(&mut self, force: bool) -> Vec<(i64, i64, String, Vec<u8>)> {
+        if !force
+            && self
+                .last_sketch_write
+                .is_some_and(|t| t.elapsed() < SKETCH_WRITE_EVERY)
+        {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for ((site, day), (regs, dirty)) in self.sketches.iter_mut() {
+            if *dirty {
+                *dirty = false;
+                out.push((*site, *day, self.node.clone(), regs.clone()));
+            }
+        }
+        if !out.is_empty() {
+            self.last_sketch_write = Some(Instant::now());
+        }
+        out
+    }
+
+    fn local(&self, site: i64, ts: i64) -> (i64, i64) {
+        let tz = self.tz.get(&site).cloned().unwrap_or(TimeZone::UTC);
+        let t = jiff::Timestamp::from_second(ts).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let dt = tz.to_datetime(t);
+        (day_number(dt.date()), i64::from(dt.hour()))
+    }
+
+    fn sweep(&mut self, now: i64) {
+        if now - self.last_sweep < 60 && self.visits.len() < MAX_OPEN_VISITS {
+            return;
+        }
+        self.last_sweep = now;
+        self.visits
+            .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS);
+        if self.visits.len() >= MAX_OPEN_VISITS {
+            // Far more open visits than expected: keep memory bounded, at the cost of splitting
+            // the oldest open visits.
+            self.visits
+                .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS / 6);
+        }
+        if self.seen.len() > MAX_SEEN_VISITOR_DAYS {
+            self.seen.clear();
+        }
+    }
+
+    fn add(&mut self, acc: &mut Acc, h: MinHit) {
+        let key = (h.site_id, h.visitor);
+        let (day, hour) = self.local(h.site_id, h.ts);
+        if h.ping {
+            if let Some(v) = self.visits.get_mut(&key)
+                && h.ts - v.last <= VISIT_TIMEOUT_SECS
+                && h.ts > v.last
+            {
+                let (d, hr) = (v.start_day, v.start_hour);
+                let delta = h.ts - v.last;
+                v.last = h.ts;
+                acc.hour(h.site_id, d, hr).duration += delta;
+            }
+            return;
+        }
+        let open = self
+            .visits
+            .get(&key)
+            .is_some_and(|v| !h.new_visit && h.ts - v.last <= VISIT_TIMEOUT_SECS);
+        if !open {
+            self.visits.insert(
+                key,
+                Visit {
+                    start: h.ts,
+                    start_day: day,
+                    start_hour: hour,
+                    last: h.ts,
+                    actions: 0,
+                    exit: None,
+                },
+            );
+            acc.hour(h.site_id, day, hour).visits += 1;
+            if let Some(d) = &h.device {
+                if let Some(b) = &d.browser {
+                    let label = match &d.browser_version {
+                        Some(v) => format!("{b} {v}"),
+                        None => b.clone(),
+                    };
+                    acc.dim(h.site_id, day, dim::BROWSER, &label, 1);
+                }
+                if let Some(os) = &d.os {
+                    let label = match &d.os_version {
+                        Some(v) => format!("{os} {v}"),
+                        None => os.clone(),
+                    };
+                    acc.dim(h.site_id, day, dim::OS, &label, 1);
+                }
+                acc.dim(h.site_id, day, dim::DEVICE, d.device.as_str(), 1);
+            }
+            if let Some(r) = &h.resolution {
+                acc.dim(h.site_id, day, dim::RESOLUTION, r, 1);
+            }
+        }
+        let v = self.visits.get_mut(&key).expect("visit just ensured");
+        v.actions += 1;
+        let (sd, sh) = (v.start_day, v.start_hour);
+        let visit_start = v.start;
+        let mut deltas: Vec<(&'static str, String, i64)> = Vec::new();
+        let mut bounce = 0;
+        if v.actions == 1 {
+            bounce = 1;
+        } else if v.actions == 2 {
+            bounce = -1;
+        }
+        let duration = (h.ts - v.last).max(0);
+        v.last = v.last.max(h.ts);
+        if h.kind == kind::PAGEVIEW
+            && let Some(url) = &h.url
+        {
+            if v.exit.is_none() {
+                deltas.push((dim::ENTRY, url.clone(), 1));
+            }
+            if let Some(old) = v.exit.replace(url.clone()) {
+                deltas.push((dim::EXIT, old, -1));
+            }
+            deltas.push((dim::EXIT, url.clone(), 1));
+        }
+        {
+            let start = acc.hour(h.site_id, sd, sh);
+            start.bounces += bounce;
+            start.duration += duration;
+        }
+        for (d, value, n) in deltas {
+            acc.dim(h.site_id, sd, d, &value, n);
+        }
+        let this = acc.hour(h.site_id, day, hour);
+        this.actions += 1;
+        match h.kind {
+            kind::PAGEVIEW => this.pageviews += 1,
+            kind::EVENT => this.events += 1,
+            _ => {}
+        }
+        match h.kind {
+            kind::PAGEVIEW => {
+                if let Some(u) = &h.url {
+                    acc.dim(h.site_id, day, dim::PAGE, u, 1);
+                }
+            }
+            kind::EVENT => {
+                let cat = h.ev_category.as_deref().unwrap_or("-");
+                acc.dim(h.site_id, day, dim::EVENT_CATEGORY, cat, 1);
+                let action = format!("{cat} / {}", h.ev_action.as_deref().unwrap_or("-"));
+                acc.dim(h.site_id, day, dim::EVENT_ACTION, &action, 1);
+            }
+            kind::DOWNLOAD => {
+                if let Some(u) = &h.url {
+                    acc.dim(h.site_id, day, dim::DOWNLOAD, u, 1);
+                }
+            }
+            kind::OUTLINK => {
+                if let Some(u) = &h.url {
+                    acc.dim(h.site_id, day, dim::OUTLINK, u, 1);
+                }
+            }
+            _ => {}
+        }
+        if self.seen.insert((h.site_id, day, h.visitor)) {
+            acc.visitor_days.push((h.site_id, day, h.visitor, hour));
+            let (regs, dirty) = self
+                .sketches
+                .entry((h.site_id, day))
+                .or_insert_with(|| (vec![0u8; crate::hll::M], false));
+            crate::hll::add(regs, h.visitor);
+            *dirty = true;
+        }
+        let d = h.device.as_deref();
+        acc.events.push(EventRow {
+            site_id: h.site_id,
+            day,
+            ts: h.ts,
+            visitor: h.visitor,
+            visit_start,
+            kind: h.kind,
+            url: h.url,
+            title: h.title,
+            ev_category: h.ev_category,
+            ev_action: h.ev_action,
+            ev_name: h.ev_name,
+            ev_value: h.ev_value,
+            referrer: h.referrer,
+            ip_prefix: h.ip_prefix,
+            browser: d.and_then(|d| d.browser.clone()),
+            browser_version: d.and_then(|d| d.browser_version.clone()),
+            os: d.and_then(|d| d.os.clone()),
+            os_version: d.and_then(|d| d.os_version.clone()),
+            device: d.map(|d| d.device.as_str().to_string()),
+            resolution: h.resolution,
+        });
+    }
+}
+
+/// Builds the batch for a set of hits (time-ordered).
+pub(crate) async fn build_batch(
+    state: &mut State,
+    store: &Store,
+    hits: Vec<MinHit>,
+    force_sketches: bool,
+) -> Result<AnalyticsBatch, tutela_store::StoreError> {
+    state.load_sketches(store, &hits).await?;
+    let mut acc = Acc::default();
+    let now = hits.iter().map(|h| h.ts).max().unwrap_or(0);
+    for h in hits {
+        state.add(&mut acc, h);
+    }
+    state.sweep(now);
+    let mut batch = acc.into_batch();
+    batch.sketches = state.take_sketches(force_sketches);
+    Ok(batch)
+}
+
+pub(crate) async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    tz: HashMap<i64, TimeZone>,
+    max_batch: usize,
+    linger: std::time::Duration,
+) {
+    let mut state = State::new(tz);
+    loop {
+        let first = match tokio::time::timeout(SKETCH_WRITE_EVERY, rx.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(_) => {
+                // Idle: write the sketches that changed since the last write.
+                let sketches = state.take_sketches(true);
+                if !sketches.is_empty() {
+                    let batch = AnalyticsBatch {
+                        sketches,
+                        ..AnalyticsBatch::default()
+                    };
+                    if let Err(e) = store.analytics_write_batch(&batch).await {
+                        tracing::warn!(error = %e, "could not write unique-visitor sketches");
+                    }
+                }
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let mut jobs = vec![first];
+        let mut n = jobs[0].hits.len();
+        let mut yields = 0;
+        // Group commit: take what is queued, and linger a moment for more while the batch is
+        // small, so that one commit (one fsync) serves many concurrent hits.
+        while n < max_batch {
+            let job = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let waited = started.elapsed();
+                    if n >= LINGER_UNTIL {
+                        None
+                    } else if linger.is_zero() {
+                        // Cheap commits (no fsync): let the request tasks run a moment, then go.
+                        if yields < 3 {
+                            yields += 1;
+                            tokio::task::yield_now().await;
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        }
+                    } else if waited >= linger {
+                        None
+                    } else {
+                        tokio::time::timeout(linger - waited, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                }
+            };
+            match job {
+                Some(job) => {
+                    n += job.hits.len();
+                    jobs.push(job);
+                }
+                None => break,
+            }
+        }
+        let mut hits = Vec::with_capacity(n);
+        let mut acks = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            hits.extend(job.hits);
+            acks.push((job.ack, job.permit));
+        }
+        hits.sort_by_key(|h| h.ts);
+        let result = match build_batch(&mut state, &store, hits, false).await {
+            Ok(batch) => {
+                let built = started.elapsed();
+                let r = store.analytics_write_batch_owned(batch).await;
+                tracing::debug!(
+                    hits = n,
+                    build_ms = built.as_secs_f64() * 1e3,
+                    write_ms = (started.elapsed() - built).as_secs_f64() * 1e3,
+                    "analytics batch"
+                );
+                r
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| {
+            tracing::error!(error = %e, hits = n, "analytics batch not written");
+            "database write failed".to_string()
+        });
+        metrics::histogram!("tutela_analytics_batch_hits").record(n as f64);
+        metrics::histogram!("tutela_analytics_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("tutela_analytics_write_errors_total").increment(1);
+        }
+        for (ack, permit) in acks {
+            let _ = ack.send(result.clone());
+            drop(permit);
+        }
+    }
+    // Last sketches before stopping.
+    let sketches = state.take_sketches(true);
+    if !sketches.is_empty() {
+        let batch = AnalyticsBatch {
+            sketches,
+            ..AnalyticsBatch::default()
+        };
+        if let Err(e) = store.analytics_write_batch(&batch).await {
+            tracing::warn!(error = %e, "could not write the last unique-visitor sketches");
+        }
+    }
+    tracing::debug!("analytics writer stopped");
+}
+
+/// Writes hits straight through the writer's logic, bypassing the queue: for seeding benchmark
+/// data and for tests. Hits must be in time order across calls.
+pub struct DirectWriter {
+    state: State,
+    store: Store,
+}
+
+impl DirectWriter {
+    pub fn new(store: Store, sites: &[crate::Site]) -> Self {
+        DirectWriter {
+            state: State::new(sites.iter().map(|s| (s.id, s.tz.clone())).collect()),
+            store,
+        }
+    }
+
+    pub async fn write(&mut self, hits: Vec<MinHit>) -> Result<(), tutela_store::StoreError> {
+        let batch = build_batch(&mut self.state, &self.store, hits, false).await?;
+        self.store.analytics_write_batch(&batch).await
+    }
+
+    /// Writes what is still only in memory (the unique-visitor sketches).
+    pub async fn finish(&mut self) -> Result<(), tutela_store::StoreError> {
+        let batch = AnalyticsBatch {
+            sketches: self.state.take_sketches(true),
+            ..AnalyticsBatch::default()
+        };
+        self.store.analytics_write_batch(&batch).await
+    }
+}

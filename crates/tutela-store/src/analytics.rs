@@ -1,0 +1,767 @@
+//! Web analytics storage: minimised events, rollups for reports, pseudonym salts, retention by
+//! whole days and the rights hooks (find, export, erase one pseudonym's events).
+//!
+//! Everything that reaches these functions was minimised by `tutela-analytics` first: there is no
+//! column for a full IP address, a raw user agent or a raw cookie value. `day` is a site-local
+//! date written `YYYYMMDD`.
+
+use std::fmt::Write as _;
+
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+
+use crate::{Result, Store};
+
+/// What kind of action an event is.
+pub mod kind {
+    pub const PAGEVIEW: i16 = 1;
+    pub const EVENT: i16 = 2;
+    pub const DOWNLOAD: i16 = 3;
+    pub const OUTLINK: i16 = 4;
+    pub const SEARCH: i16 = 5;
+
+    /// The name used in exports.
+    pub fn name(kind: i16) -> &'static str {
+        match kind {
+            PAGEVIEW => "pageview",
+            EVENT => "event",
+            DOWNLOAD => "download",
+            OUTLINK => "outlink",
+            SEARCH => "search",
+            _ => "other",
+        }
+    }
+}
+
+/// One stored action, already minimised.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventRow {
+    pub site_id: i64,
+    /// Site-local date, `YYYYMMDD`.
+    pub day: i64,
+    /// Unix seconds.
+    pub ts: i64,
+    /// Keyed pseudonym of the visitor (never the cookie value itself).
+    pub visitor: i64,
+    /// When the visit this action belongs to started (unix seconds).
+    pub visit_start: i64,
+    pub kind: i16,
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub ev_category: Option<String>,
+    pub ev_action: Option<String>,
+    pub ev_name: Option<String>,
+    pub ev_value: Option<f64>,
+    pub referrer: Option<String>,
+    pub ip_prefix: Option<String>,
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    pub os: Option<String>,
+    pub os_version: Option<String>,
+    pub device: Option<String>,
+    pub resolution: Option<String>,
+}
+
+/// Increments of the hourly totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HourlyDelta {
+    pub site_id: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub visits: i64,
+    pub actions: i64,
+    pub pageviews: i64,
+    pub events: i64,
+    pub bounces: i64,
+    pub duration: i64,
+    pub visitors: i64,
+}
+
+/// An increment (or decrement) of a daily dimension count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DimDelta {
+    pub site_id: i64,
+    pub day: i64,
+    pub dim: &'static str,
+    pub value: String,
+    pub n: i64,
+}
+
+/// A batch for [`Store::analytics_write_batch`]: written in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct AnalyticsBatch {
+    pub events: Vec<EventRow>,
+    pub hourly: Vec<HourlyDelta>,
+    pub dims: Vec<DimDelta>,
+    /// `(site_id, day, visitor, hour)` seen in this batch; those new for their day are counted in
+    /// that hour's `visitors`.
+    pub visitor_days: Vec<(i64, i64, i64, i64)>,
+    /// HyperLogLog sketches to store: `(site_id, day, node, registers)` (replaces the row).
+    pub sketches: Vec<(i64, i64, String, Vec<u8>)>,
+}
+
+impl AnalyticsBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.hourly.is_empty()
+            && self.dims.is_empty()
+            && self.visitor_days.is_empty()
+            && self.sketches.is_empty()
+    }
+}
+
+/// Totals over a range of days.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub visits: i64,
+    pub actions: i64,
+    pub pageviews: i64,
+    pub events: i64,
+    pub bounces: i64,
+    pub duration: i64,
+    /// Sum of each day's distinct pseudonyms.
+    pub visitors: i64,
+}
+
+/// One point of a time series: `(day, hour or -1 for a whole day, totals)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesPoint {
+    pub day: i64,
+    pub hour: Option<i64>,
+    pub totals: Totals,
+}
+
+/// What a retention purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    pub events: u64,
+    pub rollup_rows: u64,
+}
+
+const EVENT_COLUMNS: &str = "site_id, day, ts, visitor, visit_start, kind, url, title, ev_category, \
+     ev_action, ev_name, ev_value, referrer, ip_prefix, browser, browser_version, os, os_version, \
+     device, resolution";
+const EVENT_WIDTH: usize = 20;
+/// Rows per multi-row INSERT: few distinct statement shapes, well under both engines' limits on
+/// bound parameters.
+const CHUNKS: [usize; 4] = [256, 32, 4, 1];
+
+fn values_clause(sql: &mut String, rows: usize, width: usize) {
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "${n}");
+            n += 1;
+        }
+        sql.push(')');
+    }
+}
+
+/// Splits `len` rows into the fixed chunk sizes (largest first).
+fn chunks(mut len: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while len >= size {
+            out.push(size);
+            len -= size;
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Writes one batch of minimised events and rollup increments in a single transaction (the
+    /// ingestion writer's group commit). Returns when the transaction is committed.
+    pub async fn analytics_write_batch(&self, batch: &AnalyticsBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.engine() == crate::Engine::Sqlite
+            && let Some(path) = self.sqlite_path().map(|p| p.to_path_buf())
+        {
+            return self.sqlite_write_batch(path, batch.clone()).await;
+        }
+        self.portable_write_batch(batch).await
+    }
+
+    /// Same as [`Store::analytics_write_batch`], taking the batch by value (no copy on SQLite).
+    pub async fn analytics_write_batch_owned(&self, batch: AnalyticsBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.engine() == crate::Engine::Sqlite
+            && let Some(path) = self.sqlite_path().map(|p| p.to_path_buf())
+        {
+            return self.sqlite_write_batch(path, batch).await;
+        }
+        self.portable_write_batch(&batch).await
+    }
+
+    async fn portable_write_batch(&self, batch: &AnalyticsBatch) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let mut tx = self.pool().begin().await?;
+        insert_events(&mut tx, &batch.events).await?;
+        let t1 = t0.elapsed();
+        upsert_hourly(&mut tx, &batch.hourly).await?;
+        upsert_dims(&mut tx, &batch.dims).await?;
+        let t2 = t0.elapsed();
+        insert_visitor_days(&mut tx, &batch.visitor_days).await?;
+        let t3 = t0.elapsed();
+        tracing::debug!(
+            events = batch.events.len(),
+            dims = batch.dims.len(),
+            events_ms = t1.as_secs_f64() * 1e3,
+            rollups_ms = (t2 - t1).as_secs_f64() * 1e3,
+            visitor_days_ms = (t3 - t2).as_secs_f64() * 1e3,
+            "analytics write"
+        );
+        for (site, day, node, regs) in &batch.sketches {
+            sqlx::query(
+                "INSERT INTO analytics_uniques (site_id, day, node, registers) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (site_id, day, node) DO UPDATE SET registers = excluded.registers",
+            )
+            .bind(*site)
+            .bind(*day)
+            .bind(node.as_str())
+            .bind(regs.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// SQLite: the same batch through the dedicated `rusqlite` connection (see `sqlite_fast`).
+    async fn sqlite_write_batch(
+        &self,
+        path: std::path::PathBuf,
+        batch: AnalyticsBatch,
+    ) -> Result<()> {
+        let fast = self.fast.clone();
+        let full_sync = self
+            .analytics_full_sync
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let work = move || -> Result<()> {
+            let writer = match fast.get() {
+                Some(w) => w,
+                None => {
+                    let w = crate::sqlite_fast::FastWriter::open(&path, full_sync)?;
+                    let _ = fast.set(w);
+                    fast.get().expect("just set")
+                }
+            };
+            writer.write(&batch)?;
+            Ok(())
+        };
+        // On a multi-threaded runtime, write in place (the writer task owns this worker for the
+        // commit) rather than handing every batch to another thread.
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(work);
+        }
+        tokio::task::spawn_blocking(work).await.map_err(|e| {
+            crate::StoreError::Database(sqlx::Error::Protocol(format!("writer task: {e}")))
+        })?
+    }
+
+    /// On SQLite, whether analytics commits are fsynced (`true`, the default: they survive a power
+    /// cut) or only written to the WAL (`false`: they survive a crash of Tutela, not of the OS).
+    /// Takes effect if called before the first analytics write.
+    pub fn set_analytics_full_sync(&self, full: bool) {
+        self.analytics_full_sync
+            .store(full, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes through the portable (`Any`) path even on SQLite: for the conformance suite.
+    #[doc(hidden)]
+    pub async fn analytics_write_batch_portable(&self, batch: &AnalyticsBatch) -> Result<()> {
+        self.portable_write_batch(batch).await
+    }
+
+    /// The salt of `(site, kind)` for the period starting at `period_start`, creating a random
+    /// one (`fresh`) if none exists yet. Several nodes racing agree on the first one written.
+    pub async fn analytics_salt(
+        &self,
+        site_id: i64,
+        kind: &str,
+        period_start: i64,
+        fresh: &[u8],
+    ) -> Result<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO analytics_salts (site_id, kind, period_start, salt) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (site_id, kind, period_start) DO NOTHING",
+        )
+        .bind(site_id)
+        .bind(kind)
+        .bind(period_start)
+        .bind(fresh)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query(
+            "SELECT salt FROM analytics_salts WHERE site_id = $1 AND kind = $2 AND period_start = $3",
+        )
+        .bind(site_id)
+        .bind(kind)
+        .bind(period_start)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Destroys the salts of `(site, kind)` of periods before `period_start`. Returns how many.
+    pub async fn analytics_destroy_salts_before(
+        &self,
+        site_id: i64,
+        kind: &str,
+        period_start: i64,
+    ) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM analytics_salts WHERE site_id = $1 AND kind = $2 AND period_start < $3",
+        )
+        .bind(site_id)
+        .bind(kind)
+        .bind(period_start)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The period starts of the salts that still exist for `(site, kind)`.
+    pub async fn analytics_salt_periods(&self, site_id: i64, kind: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT period_start FROM analytics_salts WHERE site_id = $1 AND kind = $2 ORDER BY period_start",
+        )
+        .bind(site_id)
+        .bind(kind)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
+    }
+
+    /// Totals of `site` over the days `from..=to`.
+    pub async fn analytics_totals(&self, site_id: i64, from: i64, to: i64) -> Result<Totals> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(visits), 0) AS BIGINT), CAST(COALESCE(SUM(actions), 0) AS BIGINT), CAST(COALESCE(SUM(pageviews), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(events), 0) AS BIGINT), CAST(COALESCE(SUM(bounces), 0) AS BIGINT), CAST(COALESCE(SUM(duration), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(visitors), 0) AS BIGINT) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(site_id)
+        .bind(from)
+        .bind(to)
+        .fetch_one(self.pool())
+        .await?;
+        totals_from(&row, 0)
+    }
+
+    /// Time series over `from..=to`: per hour (`hourly`) or per day. Only non-empty points.
+    pub async fn analytics_series(
+        &self,
+        site_id: i64,
+        from: i64,
+        to: i64,
+        hourly: bool,
+    ) -> Result<Vec<SeriesPoint>> {
+        let sql = if hourly {
+            "SELECT day, hour, visits, actions, pageviews, events, bounces, duration, visitors \
+             FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, hour"
+        } else {
+            "SELECT day, -1, CAST(SUM(visits) AS BIGINT), CAST(SUM(actions) AS BIGINT), \
+             CAST(SUM(pageviews) AS BIGINT), CAST(SUM(events) AS BIGINT), CAST(SUM(bounces) AS BIGINT), \
+             CAST(SUM(duration) AS BIGINT), CAST(SUM(visitors) AS BIGINT) FROM analytics_hourly WHERE site_id = $1 AND day >= $2 AND day <= $3 \
+             GROUP BY day ORDER BY day"
+        };
+        let rows = sqlx::query(sql)
+            .bind(site_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let hour: i64 = r.try_get(1)?;
+                Ok(SeriesPoint {
+                    day: r.try_get(0)?,
+                    hour: (hour >= 0).then_some(hour),
+                    totals: totals_from(r, 2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The `limit` most frequent values of a dimension over `from..=to`, most frequent first
+    /// (ties by value).
+    pub async fn analytics_top(
+        &self,
+        site_id: i64,
+        dim: &str,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT value, CAST(SUM(n) AS BIGINT) AS total FROM analytics_daily_dims \
+             WHERE site_id = $1 AND dim = $2 AND day >= $3 AND day <= $4 \
+             GROUP BY value HAVING SUM(n) > 0 ORDER BY total DESC, value LIMIT $5",
+        )
+        .bind(site_id)
+        .bind(dim)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Distinct pseudonyms seen over `from..=to`.
+    pub async fn analytics_unique_visitors(&self, site_id: i64, from: i64, to: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT visitor) FROM analytics_visitor_days \
+             WHERE site_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(site_id)
+        .bind(from)
+        .bind(to)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Distinct pseudonyms per day over `from..=to` (days with none are absent).
+    pub async fn analytics_daily_unique_visitors(
+        &self,
+        site_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT day, COUNT(*) FROM analytics_visitor_days \
+             WHERE site_id = $1 AND day >= $2 AND day <= $3 GROUP BY day ORDER BY day",
+        )
+        .bind(site_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// The HyperLogLog sketches of the days `from..=to` (every node's).
+    pub async fn analytics_sketches(
+        &self,
+        site_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>> {
+        let rows = sqlx::query(
+            "SELECT registers FROM analytics_uniques WHERE site_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(site_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Every pseudonym seen on one day (to rebuild that day's sketch).
+    pub async fn analytics_visitors_of_day(&self, site_id: i64, day: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT visitor FROM analytics_visitor_days WHERE site_id = $1 AND day = $2",
+        )
+        .bind(site_id)
+        .bind(day)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Every stored event of one pseudonym (rights hooks: find and export), oldest first.
+    pub async fn analytics_events_of(&self, site_id: i64, visitor: i64) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM analytics_events WHERE site_id = $1 AND visitor = $2 ORDER BY ts"
+        )))
+        .bind(site_id)
+        .bind(visitor)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Erases every event of one pseudonym and its visitor-day entries (rights hook: erasure).
+    /// The anonymous rollup counts stay. Returns the number of events deleted.
+    pub async fn analytics_erase_visitor(&self, site_id: i64, visitor: i64) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query("DELETE FROM analytics_events WHERE site_id = $1 AND visitor = $2")
+            .bind(site_id)
+            .bind(visitor)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM analytics_visitor_days WHERE site_id = $1 AND visitor = $2")
+            .bind(site_id)
+            .bind(visitor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Retention: deletes every event and rollup row of `site` on days up to and including
+    /// `last_day` — whole days, through the `day` indexes.
+    pub async fn analytics_purge_through(
+        &self,
+        site_id: i64,
+        last_day: i64,
+    ) -> Result<PurgeCounts> {
+        let mut tx = self.pool().begin().await?;
+        let events = sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
+            .bind(last_day)
+            .bind(site_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let mut rollup_rows = 0;
+        for table in [
+            "analytics_hourly",
+            "analytics_daily_dims",
+            "analytics_visitor_days",
+            "analytics_uniques",
+        ] {
+            rollup_rows += sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE site_id = $1 AND day <= $2"
+            )))
+            .bind(site_id)
+            .bind(last_day)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(PurgeCounts {
+            events,
+            rollup_rows,
+        })
+    }
+
+    /// The number of stored events of a site (all days).
+    pub async fn analytics_event_count(&self, site_id: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM analytics_events WHERE site_id = $1")
+            .bind(site_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The oldest day that holds events of a site.
+    pub async fn analytics_oldest_day(&self, site_id: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(day) FROM analytics_events WHERE site_id = $1")
+            .bind(site_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+fn totals_from(row: &sqlx::any::AnyRow, at: usize) -> Result<Totals> {
+    Ok(Totals {
+        visits: row.try_get(at)?,
+        actions: row.try_get(at + 1)?,
+        pageviews: row.try_get(at + 2)?,
+        events: row.try_get(at + 3)?,
+        bounces: row.try_get(at + 4)?,
+        duration: row.try_get(at + 5)?,
+        visitors: row.try_get(at + 6)?,
+    })
+}
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<EventRow> {
+    Ok(EventRow {
+        site_id: r.try_get(0)?,
+        day: r.try_get(1)?,
+        ts: r.try_get(2)?,
+        visitor: r.try_get(3)?,
+        visit_start: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        url: r.try_get(6)?,
+        title: r.try_get(7)?,
+        ev_category: r.try_get(8)?,
+        ev_action: r.try_get(9)?,
+        ev_name: r.try_get(10)?,
+        ev_value: r.try_get(11)?,
+        referrer: r.try_get(12)?,
+        ip_prefix: r.try_get(13)?,
+        browser: r.try_get(14)?,
+        browser_version: r.try_get(15)?,
+        os: r.try_get(16)?,
+        os_version: r.try_get(17)?,
+        device: r.try_get(18)?,
+        resolution: r.try_get(19)?,
+    })
+}
+
+async fn insert_events(tx: &mut Transaction<'static, Any>, events: &[EventRow]) -> Result<()> {
+    let mut at = 0;
+    for size in chunks(events.len()) {
+        let mut sql = format!("INSERT INTO analytics_events ({EVENT_COLUMNS}) VALUES ");
+        values_clause(&mut sql, size, EVENT_WIDTH);
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in &events[at..at + size] {
+            q = q
+                .bind(e.site_id)
+                .bind(e.day)
+                .bind(e.ts)
+                .bind(e.visitor)
+                .bind(e.visit_start)
+                .bind(e.kind)
+                .bind(e.url.clone())
+                .bind(e.title.clone())
+                .bind(e.ev_category.clone())
+                .bind(e.ev_action.clone())
+                .bind(e.ev_name.clone())
+                .bind(e.ev_value)
+                .bind(e.referrer.clone())
+                .bind(e.ip_prefix.clone())
+                .bind(e.browser.clone())
+                .bind(e.browser_version.clone())
+                .bind(e.os.clone())
+                .bind(e.os_version.clone())
+                .bind(e.device.clone())
+                .bind(e.resolution.clone());
+        }
+        q.execute(&mut **tx).await?;
+        at += size;
+    }
+    Ok(())
+}
+
+async fn upsert_hourly(tx: &mut Transaction<'static, Any>, rows: &[HourlyDelta]) -> Result<()> {
+    let mut at = 0;
+    for size in chunks(rows.len()) {
+        let mut sql = String::from(
+            "INSERT INTO analytics_hourly (site_id, day, hour, visits, actions, pageviews, events, \
+             bounces, duration, visitors) VALUES ",
+        );
+        values_clause(&mut sql, size, 10);
+        sql.push_str(
+            " ON CONFLICT (site_id, day, hour) DO UPDATE SET \
+             visits = analytics_hourly.visits + excluded.visits, \
+             actions = analytics_hourly.actions + excluded.actions, \
+             pageviews = analytics_hourly.pageviews + excluded.pageviews, \
+             events = analytics_hourly.events + excluded.events, \
+             bounces = analytics_hourly.bounces + excluded.bounces, \
+             duration = analytics_hourly.duration + excluded.duration, \
+             visitors = analytics_hourly.visitors + excluded.visitors",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for h in &rows[at..at + size] {
+            q = q
+                .bind(h.site_id)
+                .bind(h.day)
+                .bind(h.hour)
+                .bind(h.visits)
+                .bind(h.actions)
+                .bind(h.pageviews)
+                .bind(h.events)
+                .bind(h.bounces)
+                .bind(h.duration)
+                .bind(h.visitors);
+        }
+        q.execute(&mut **tx).await?;
+        at += size;
+    }
+    Ok(())
+}
+
+async fn upsert_dims(tx: &mut Transaction<'static, Any>, rows: &[DimDelta]) -> Result<()> {
+    let mut at = 0;
+    for size in chunks(rows.len()) {
+        let mut sql =
+            String::from("INSERT INTO analytics_daily_dims (site_id, day, dim, value, n) VALUES ");
+        values_clause(&mut sql, size, 5);
+        sql.push_str(
+            " ON CONFLICT (site_id, day, dim, value) DO UPDATE SET n = analytics_daily_dims.n + excluded.n",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for d in &rows[at..at + size] {
+            q = q
+                .bind(d.site_id)
+                .bind(d.day)
+                .bind(d.dim)
+                .bind(d.value.clone())
+                .bind(d.n);
+        }
+        q.execute(&mut **tx).await?;
+        at += size;
+    }
+    Ok(())
+}
+
+/// Inserts the visitor-days; those that were new for their day are counted in their hour's
+/// `visitors` (exact daily unique visitors, even with several writer nodes).
+async fn insert_visitor_days(
+    tx: &mut Transaction<'static, Any>,
+    rows: &[(i64, i64, i64, i64)],
+) -> Result<()> {
+    let mut at = 0;
+    let mut new: std::collections::HashMap<(i64, i64, i64), i64> = std::collections::HashMap::new();
+    // A visitor listed twice for a day counts in the hour it was first listed with.
+    let mut hour_of: std::collections::HashMap<(i64, i64, i64), i64> =
+        std::collections::HashMap::new();
+    for (s, d, v, h) in rows {
+        hour_of.entry((*s, *d, *v)).or_insert(*h);
+    }
+    for size in chunks(rows.len()) {
+        let mut sql =
+            String::from("INSERT INTO analytics_visitor_days (site_id, day, visitor) VALUES ");
+        values_clause(&mut sql, size, 3);
+        sql.push_str(
+            " ON CONFLICT (site_id, day, visitor) DO NOTHING RETURNING site_id, day, visitor",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (s, d, v, _) in &rows[at..at + size] {
+            q = q.bind(*s).bind(*d).bind(*v);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let key: (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let hour = hour_of.get(&key).copied().unwrap_or(0);
+            *new.entry((key.0, key.1, hour)).or_insert(0) += 1;
+        }
+        at += size;
+    }
+    let deltas: Vec<HourlyDelta> = new
+        .into_iter()
+        .map(|((site_id, day, hour), visitors)| HourlyDelta {
+            site_id,
+            day,
+            hour,
+            visitors,
+            ..HourlyDelta::default()
+        })
+        .collect();
+    upsert_hourly(tx, &deltas).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_covers_every_row_with_few_shapes() {
+        for n in [0, 1, 3, 4, 5, 31, 32, 33, 255, 256, 257, 1000] {
+            let c = chunks(n);
+            assert_eq!(c.iter().sum::<usize>(), n);
+            assert!(c.iter().all(|s| CHUNKS.contains(s)));
+        }
+        let mut sql = String::new();
+        values_clause(&mut sql, 2, 3);
+        assert_eq!(sql, "($1,$2,$3),($4,$5,$6)");
+    }
+}
