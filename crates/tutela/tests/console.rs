@@ -492,6 +492,52 @@ async fn roles_are_enforced_by_the_server_and_operators_are_managed_from_the_cli
         403,
         "keys are the administrator's"
     );
+    // The DPO's overview lists the rights requests that are due; nobody else's does.
+    assert!(
+        dora.get("/console")
+            .await
+            .body
+            .contains("id=\"nothing-due\"")
+    );
+    let out = tutela()
+        .args([
+            "--data-dir",
+            &data,
+            "tokens",
+            "create",
+            "--name",
+            "rights",
+            "--scope",
+            "rights:write",
+        ])
+        .output()
+        .unwrap();
+    let rights_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let auth = format!("Bearer {rights_token}");
+    let mut api = server.client("127.0.0.1");
+    let res = api
+        .request_with(
+            "POST",
+            "/api/v1/rights/requests",
+            Some(r#"{"kind":"access","identifier":"jon@example.com","text":"all my data","verification":{"method":"platform_token"}}"#),
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/json")],
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let overview = dora.get("/console").await;
+    assert!(
+        overview.body.contains("id=\"requests-due\""),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains("<td>access</td>"),
+        "{}",
+        overview.body
+    );
+    assert!(!overview.body.contains("jon@example.com"));
+    assert!(!admin.get("/console").await.body.contains("due-panel"));
+    assert!(!sam.get("/console").await.body.contains("due-panel"));
     let keys = admin.get("/console/keys").await;
     assert_eq!(keys.status, 200);
     assert!(

@@ -280,6 +280,14 @@ strings! {
     audit_entries: "Entries", "Entrées";
     open_audit: "Open and verify the audit log", "Ouvrir et vérifier le journal d’audit";
     last_verified: "Last verified", "Dernière vérification";
+    due_panel: "Open rights requests, soonest due first", "Demandes d’exercice de droits ouvertes, les plus urgentes d’abord";
+    no_requests_due: "No rights request is open.", "Aucune demande d’exercice de droits n’est ouverte.";
+    overdue: "overdue", "en retard";
+    due_soon: "due within 7 days", "échéance sous 7 jours";
+    col_request: "Request", "Demande";
+    col_kind: "Right", "Droit";
+    col_state: "State", "État";
+    col_due: "Answer due", "Réponse due";
     intact: "intact", "intacte";
     broken: "broken", "rompue";
     last_purge: "Last retention purge", "Dernière purge de conservation";

@@ -34,6 +34,18 @@ pub(crate) async fn not_found(signed: Signed) -> ConsoleError {
 
 // --- overview --------------------------------------------------------------------------------
 
+struct DueRow {
+    id: String,
+    kind: String,
+    state: String,
+    due: String,
+    overdue: bool,
+    soon: bool,
+}
+
+/// Requests due within this many days are marked "due soon" on the DPO's overview.
+const DUE_SOON_DAYS: i64 = 7;
+
 struct SecurityPanel {
     failed_24h: i64,
     throttled: u64,
@@ -51,6 +63,8 @@ struct OverviewPage {
     warnings: usize,
     security: Option<SecurityPanel>,
     audit_entries: Option<i64>,
+    /// Open rights requests due soon or overdue (roles that handle them).
+    due: Option<Vec<DueRow>>,
     /// When the audit chain was last verified from the console, and the outcome.
     audit_verified: Option<(String, bool)>,
     /// The last retention purge: when, and how many records.
@@ -117,6 +131,28 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
     } else {
         (None, None)
     };
+    let due = if signed.can(Permission::HandleRightsRequests) {
+        let now = now();
+        let rows = state
+            .store
+            .rights_requests_due(i64::MAX, 20)
+            .await
+            .map_err(|e| signed.internal("rights requests due", e))?;
+        Some(
+            rows.into_iter()
+                .map(|r| DueRow {
+                    id: r.id.chars().take(12).collect(),
+                    kind: r.kind,
+                    state: r.state,
+                    due: fmt_time(Some(r.due_at)),
+                    overdue: r.due_at < now,
+                    soon: r.due_at >= now && r.due_at < now + DUE_SOON_DAYS * 86_400,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
     let recovery_left = state
         .store
         .recovery_codes_left(&signed.operator.id)
@@ -136,6 +172,7 @@ pub(crate) async fn overview(State(state): State<AppState>, signed: Signed) -> R
         warnings: state.register_warnings.len(),
         security,
         audit_entries,
+        due,
         audit_verified,
         last_purge,
         role_long: t.role_long(signed.role),
