@@ -6,11 +6,13 @@
 //! cargo run --release -p tutela-bench -- startup
 //! cargo run --release -p tutela-bench -- analytics
 //! ./target/release/tutela-bench vault --engine sqlite --records 1000000 --subjects 100000
+//! ./target/release/tutela-bench rights --subjects 1000000
 //! cargo run --release -p tutela-bench -- consent
 //! ```
 
 mod analytics;
 mod consent;
+mod rights;
 mod startup;
 mod util;
 mod vault;
@@ -41,6 +43,8 @@ enum Command {
     Analytics(analytics::Args),
     /// The personal-data vault: write, read, erase and purge (SQLite or PostgreSQL).
     Vault(vault::Args),
+    /// Rights requests: a full access and a full erasure for one subject among N in the vault.
+    Rights(rights::Args),
     /// Consent records per second through `POST /api/v1/consent` on a real `tutela serve`.
     #[command(
         after_help = "Examples:\n  cargo build --release -p tutela -p tutela-bench\n  ./target/release/tutela-bench consent\n  ./target/release/tutela-bench consent --connections 128 --seconds 10\n  ./target/release/tutela-bench consent --database-url postgres://postgres@127.0.0.1:5432/bench"
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Startup(args) => startup::run(args),
         Command::Analytics(args) => analytics::run(args),
         Command::Vault(args) => vault::run(args),
+        Command::Rights(args) => rights::run(args),
         Command::Consent(args) => consent::run(args),
     }
 }

@@ -52,6 +52,28 @@ impl SubjectKey {
         Ok(SubjectKey { bytes })
     }
 
+    /// A key from bytes derived elsewhere (e.g. [`crate::SubKey::derive_bytes`] for a service's
+    /// own sealing key). The caller should zeroize its copy.
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> SubjectKey {
+        SubjectKey {
+            bytes: Box::new(*bytes),
+        }
+    }
+
+    /// A data key for [`seal`]/[`open`] made from a sub-key derived for
+    /// [`SubKeyPurpose::OperatorSecrets`] (the console's TOTP secrets are sealed with it).
+    pub fn for_operator_secrets(key: &SubKey) -> Result<SubjectKey, CryptoError> {
+        if key.purpose() != SubKeyPurpose::OperatorSecrets {
+            return Err(CryptoError::WrongSubKey {
+                expected: SubKeyPurpose::OperatorSecrets,
+                actual: key.purpose(),
+            });
+        }
+        let mut bytes = Box::new([0u8; KEY_LEN]);
+        bytes.copy_from_slice(key.bytes());
+        Ok(SubjectKey { bytes })
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(<&Key>::from(&*self.bytes))
     }

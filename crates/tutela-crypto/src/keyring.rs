@@ -295,6 +295,12 @@ pub enum SubKeyPurpose {
     /// Root from which the analytics pseudonymisation salts are derived
     /// (see [`SubKey::derive_bytes`]).
     AnalyticsSalt,
+    /// Root of the rights-request keys (sealing requester details, their blind index, form
+    /// tokens and verification-code hashes); see `tutela-rights`.
+    RightsRequests,
+    /// Encryption of console operators' second-factor secrets (see
+    /// [`SubjectKey::for_operator_secrets`](crate::SubjectKey::for_operator_secrets)).
+    OperatorSecrets,
 }
 
 impl SubKeyPurpose {
@@ -305,6 +311,8 @@ impl SubKeyPurpose {
             SubKeyPurpose::BlindIndex => "blind-index",
             SubKeyPurpose::AuditCommitment => "audit-commitment",
             SubKeyPurpose::AnalyticsSalt => "analytics-salt",
+            SubKeyPurpose::RightsRequests => "rights-requests",
+            SubKeyPurpose::OperatorSecrets => "operator-secrets",
         }
     }
 }
@@ -487,6 +495,8 @@ mod tests {
             SubKeyPurpose::BlindIndex,
             SubKeyPurpose::AuditCommitment,
             SubKeyPurpose::AnalyticsSalt,
+            SubKeyPurpose::RightsRequests,
+            SubKeyPurpose::OperatorSecrets,
         ];
         let keys: Vec<[u8; 32]> = purposes.iter().map(|&p| *k.derive(p).bytes()).collect();
         for i in 0..keys.len() {

@@ -15,8 +15,11 @@ mod card;
 mod encoding;
 mod envelope;
 mod keyring;
+pub mod password;
 pub mod random_id;
+pub mod session;
 pub mod token;
+pub mod totp;
 
 pub use audit::{
     AuditEntry, ChainError, ChainErrorKind, ChainHead, FIRST_SEQ, GENESIS_HASH, chain_hash,

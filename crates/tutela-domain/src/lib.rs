@@ -4,8 +4,10 @@
 
 pub mod consent;
 pub mod notice;
+pub mod operator;
 pub mod register;
 pub mod retention;
+pub mod rights;
 pub mod ropa;
 pub mod scope;
 pub mod validate;

@@ -749,7 +749,7 @@ fn basis_name(s: &Strings, basis: &LegalBasis) -> String {
 }
 
 /// The plain-language name of a legal basis ("Our legitimate interests").
-pub(crate) fn legal_basis_label(basis: &LegalBasis, lang: &str) -> String {
+pub fn legal_basis_label(basis: &LegalBasis, lang: &str) -> String {
     basis_name(strings(lang), basis)
 }
 

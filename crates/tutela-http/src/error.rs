@@ -14,6 +14,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    /// The request's current state does not allow this (state machine), or it changed meanwhile.
+    Conflict,
+    /// An identity check failed (wrong, expired or used-up code, link or assertion).
+    VerificationFailed,
     /// A browser request from an origin the configuration does not allow.
     OriginNotAllowed,
     /// The register does not declare what the request would store.
@@ -49,6 +53,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::VerificationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::OriginNotAllowed => StatusCode::FORBIDDEN,
             ErrorCode::NotDeclared => StatusCode::CONFLICT,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

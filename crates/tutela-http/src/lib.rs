@@ -5,9 +5,11 @@
 pub mod analytics;
 pub mod auth;
 pub mod consent;
+pub mod console;
 mod error;
 mod middleware;
 mod public;
+mod rights;
 mod vault_api;
 
 use std::sync::{Arc, OnceLock};
@@ -39,6 +41,14 @@ pub struct AppState {
     /// The personal-data vault: handlers read and write personal data only through it.
     pub vault: Vault,
     pub metrics: PrometheusHandle,
+    /// The rights engine (portal and API answer 503 without it).
+    pub rights: Option<tutela_rights::RightsService>,
+    /// The execution engine (sources and connectors) behind `start_execution` and `finish`.
+    pub executor: Option<Arc<tutela_rights::execute::Executor>>,
+    /// The operators' console: settings, sign-in throttle, hashing slots.
+    pub console: Arc<console::ConsoleState>,
+    /// The register's validation warnings (shown in the console).
+    pub register_warnings: Arc<Vec<tutela_domain::Diagnostic>>,
     /// Consent records: writer, allowed origins, rate limit.
     pub consent: consent::ConsentState,
     /// Web analytics: collector, reports, dashboard sessions.
@@ -65,7 +75,35 @@ impl AppState {
             vault,
             metrics: metrics_handle(),
             analytics: Arc::new(analytics::AnalyticsState::new(analytics)),
+            rights: None,
+            executor: None,
+            console: Arc::new(console::ConsoleState::new(console::ConsoleConfig::default())),
+            register_warnings: Arc::new(Vec::new()),
         }
+    }
+
+    /// Adds the execution engine (sources: the vault and the connectors).
+    pub fn with_executor(mut self, executor: tutela_rights::execute::Executor) -> Self {
+        self.executor = Some(Arc::new(executor));
+        self
+    }
+
+    /// Adds the rights engine (portal `/rights` and `/api/v1/rights/…`).
+    pub fn with_rights(mut self, rights: tutela_rights::RightsService) -> Self {
+        self.rights = Some(rights);
+        self
+    }
+
+    /// Replaces the console settings.
+    pub fn with_console(mut self, config: console::ConsoleConfig) -> Self {
+        self.console = Arc::new(console::ConsoleState::new(config));
+        self
+    }
+
+    /// Records the register's validation warnings for the console.
+    pub fn with_register_warnings(mut self, warnings: Vec<tutela_domain::Diagnostic>) -> Self {
+        self.register_warnings = Arc::new(warnings);
+        self
     }
 
     /// Replaces the consent settings (allowed origins, rate limit, queue size).
@@ -103,6 +141,8 @@ pub fn build_app(state: AppState) -> Router {
     public::routes()
         .merge(auth::routes())
         .merge(analytics::routes())
+        .merge(rights::routes())
+        .merge(console::routes())
         .merge(vault_api::routes())
         .merge(consent::routes())
         .fallback(error::not_found)

@@ -39,12 +39,13 @@ fn language(reg: &LoadedRegister, headers: &HeaderMap, query: &LangQuery) -> Str
     notice::negotiate_language(&reg.register, accept, query.lang.as_deref())
 }
 
-fn context<'a>(reg: &LoadedRegister, lang: &'a str) -> NoticeContext<'a> {
+/// The notice links to the rights portal when this server runs the rights engine.
+fn context<'a>(reg: &LoadedRegister, lang: &'a str, rights_portal: bool) -> NoticeContext<'a> {
     NoticeContext {
         lang,
         last_updated: reg.last_updated,
         base_path: "",
-        rights_form: None,
+        rights_form: rights_portal.then_some("/rights"),
     }
 }
 
@@ -94,7 +95,7 @@ fn privacy(
 ) -> Response {
     let reg = &state.register;
     let lang = language(reg, &headers, &query);
-    let ctx = context(reg, &lang);
+    let ctx = context(reg, &lang, state.rights.is_some());
     let (content_type, body) = match format {
         NoticeFormat::Html => (
             "text/html; charset=utf-8",

@@ -791,13 +791,15 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(
         title = "Tutela API",
-        description = "Tutela's API. Vault routes need `Authorization: Bearer tutela_…` with the scope shown (create tokens with `tutela tokens create`). Errors are JSON `{code, message}`."
+        description = "Tutela's API. Vault and rights routes need `Authorization: Bearer tutela_…` with the scope shown (create tokens with `tutela tokens create`). Errors are JSON `{code, message}`."
     ),
     paths(
         create_subject, lookup, read_subject, link_identifiers, put_records, read_record,
-        update_record, record_event, erase
+        update_record, record_event, erase,
+        crate::rights::api_file, crate::rights::api_get, crate::rights::api_due,
+        crate::rights::api_event, crate::rights::api_run_steps
     ),
-    components(schemas(ApiError, ErrorCode)),
+    components(schemas(ApiError, ErrorCode, crate::rights::ApiRequest, crate::rights::ApiVerification, crate::rights::ApiEvent)),
     modifiers(&BearerAuth),
     tags((name = "vault", description = "The personal-data vault: subjects, records, anchor events, erasure"))
 )]

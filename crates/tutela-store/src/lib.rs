@@ -13,6 +13,8 @@ pub mod analytics;
 mod audit;
 mod consent;
 mod migrate;
+mod operators;
+mod rights;
 mod sqlite_fast;
 mod tokens;
 mod vault;
@@ -28,6 +30,11 @@ pub use consent::{
     AppendError, ConsentCategory, ConsentDay, ConsentRecord, ConsentWriter, MAX_CONSENT_BATCH,
 };
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
+pub use operators::{Operator, OperatorEvent, SessionRow, SetupLink};
+pub use rights::{
+    Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage, RightsRequestRow,
+    RightsStatusUpdate, RightsStep,
+};
 pub use tokens::ApiToken;
 pub use vault::{
     Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
@@ -163,7 +170,9 @@ impl Store {
             Engine::Sqlite => options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // WAL for concurrent readers; FULL sync so an acknowledged write survives a
-                    // power cut; secure_delete so freed pages hold no plaintext; a 32 MiB page
+                    // power cut; secure_delete so deleted cells and freed pages are zeroed (the
+                    // retention purge relaxes it to FAST for its record DELETE only: see
+                    // ARCHITECTURE.md, "Erasure: what it guarantees"); a 32 MiB page
                     // cache per connection (the default 2 MiB thrashes on the vault's indexes
                     // beyond a few hundred thousand records) and reads through a memory map
                     // shared by all connections.

@@ -30,14 +30,18 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     2 "0002_api_tokens",
     3 "0003_vault",
     4 "0004_analytics",
+    5 "0005_operators",
     6 "0006_consent",
+    7 "0007_rights",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
     2 "0002_api_tokens",
     3 "0003_vault",
     4 "0004_analytics",
+    5 "0005_operators",
     6 "0006_consent",
+    7 "0007_rights",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.
@@ -125,4 +129,58 @@ fn checksum(text: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    const A: Migration = Migration {
+        version: 1,
+        name: "0001_a",
+        sql: "CREATE TABLE a (x BIGINT)",
+    };
+    const C: Migration = Migration {
+        version: 3,
+        name: "0003_c",
+        sql: "CREATE TABLE c (x BIGINT)",
+    };
+    const G: Migration = Migration {
+        version: 7,
+        name: "0007_g",
+        sql: "CREATE TABLE g (x BIGINT)",
+    };
+
+    async fn versions(conn: &mut sqlx::AnyConnection) -> Vec<i64> {
+        sqlx::query("SELECT version FROM tutela_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect()
+    }
+
+    /// Branches own version numbers: a database may have 1 and 7 before a binary that also
+    /// knows 3 arrives. The gap is fine, and 3 is applied later without touching 7.
+    #[tokio::test]
+    async fn versions_need_not_be_contiguous_and_late_lower_versions_apply() {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        apply(&mut conn, &[A, G]).await.unwrap();
+        assert_eq!(versions(&mut conn).await, vec![1, 7]);
+        apply(&mut conn, &[A, C, G]).await.unwrap();
+        assert_eq!(versions(&mut conn).await, vec![1, 3, 7]);
+        // Idempotent.
+        apply(&mut conn, &[A, C, G]).await.unwrap();
+        // A binary that does not know 7 refuses the database rather than guessing.
+        assert!(matches!(
+            apply(&mut conn, &[A, C]).await,
+            Err(StoreError::UnknownMigration(7))
+        ));
+    }
 }

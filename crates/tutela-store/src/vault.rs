@@ -346,6 +346,55 @@ impl Store {
         q_events(&mut conn, subject_ids).await
     }
 
+    /// SQLite: the ids of up to `limit` records past their deadline at `now`, in (deadline, id)
+    /// order after `after` (a cursor returned by the previous call), returned sorted by id,
+    /// with the cursor to continue from (`None` when this was the last round).
+    ///
+    /// The listing reads only the deadline index (covering: `legal_hold` is *not* checked here,
+    /// which would read the table row of every expired record — a full pass over the table per
+    /// purpose, 300 MB each at 1M records). Records on legal hold are listed but never deleted:
+    /// the deleting statement checks `legal_hold = FALSE` (and the deadline) again. One JSON
+    /// row crosses sqlx's worker channel, not one message per id.
+    pub async fn vault_expired_ids(
+        &self,
+        now: i64,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<(Vec<i64>, Option<(i64, i64)>)> {
+        let (d, id) = after.unwrap_or((i64::MIN, i64::MIN));
+        let row = sqlx::query(
+            "WITH listed AS (SELECT id, deadline FROM vault_records \
+             WHERE deadline <= $1 AND (deadline, id) > ($2, $3) ORDER BY deadline, id LIMIT $4) \
+             SELECT json_group_array(id), max(deadline), count(*), \
+             (SELECT max(id) FROM listed WHERE deadline = (SELECT max(deadline) FROM listed)) \
+             FROM listed",
+        )
+        .bind(now)
+        .bind(d)
+        .bind(id)
+        .bind(limit)
+        .fetch_one(self.pool())
+        .await?;
+        let json: String = row.try_get(0)?;
+        let last_deadline: Option<i64> = row.try_get(1)?;
+        let n: i64 = row.try_get(2)?;
+        let last_id: Option<i64> = row.try_get(3)?;
+        let inner = json.trim_start_matches('[').trim_end_matches(']');
+        let mut ids = inner
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim().parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| sqlx::Error::Protocol("bad id list".into()))?;
+        // The last listed row in (deadline, id) order: where the next round starts.
+        let cursor = match (last_deadline, last_id) {
+            (Some(d), Some(last)) if n >= limit => Some((d, last)),
+            _ => None,
+        };
+        ids.sort_unstable();
+        Ok((ids, cursor))
+    }
+
     /// How many records are past their deadline and not on legal hold, per purpose (what the
     /// retention job would delete at `now`).
     pub async fn vault_expired_counts(&self, now: i64) -> Result<BTreeMap<String, u64>> {
@@ -716,8 +765,21 @@ impl VaultTx {
         Ok(())
     }
 
+    /// SQLite: `secure_delete = ON` for what follows. It is the connection's setting from the
+    /// start; setting it again before erasing means that no earlier statement on this pooled
+    /// connection (the purge relaxes it for one statement and restores it) can weaken an erasure.
+    async fn ensure_secure_delete(&mut self) -> Result<()> {
+        if self.engine == Engine::Sqlite {
+            sqlx::query("PRAGMA secure_delete = ON")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes records of a subject by id; returns how many were deleted.
     pub async fn delete_records(&mut self, subject_id: &str, ids: &[i64]) -> Result<u64> {
+        self.ensure_secure_delete().await?;
         let mut n = 0;
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -736,6 +798,7 @@ impl VaultTx {
     /// Of `subject_ids`, deletes those without any record left: identifiers, events and the
     /// subject row with its wrapped key (crypto-shredding). Returns how many were deleted.
     pub async fn shred_if_empty(&mut self, subject_ids: &[String]) -> Result<u64> {
+        self.ensure_secure_delete().await?;
         let mut shredded = 0;
         for chunk in subject_ids.chunks(IN_CHUNK) {
             let sql = format!(
@@ -777,7 +840,8 @@ impl VaultTx {
     }
 
     /// Deletes up to `limit` records past their deadline (not on legal hold), then the
-    /// subjects those deletions left without any record (crypto-shredding).
+    /// subjects those deletions left without any record (crypto-shredding). The vault uses it
+    /// on PostgreSQL; on SQLite it lists the ids first and calls [`VaultTx::purge_ids_sqlite`].
     pub async fn purge_expired(&mut self, now: i64, limit: i64) -> Result<PurgedBatch> {
         let rows = sqlx::query(
             "DELETE FROM vault_records WHERE id IN (SELECT id FROM vault_records \
@@ -801,6 +865,120 @@ impl VaultTx {
         subjects.dedup();
         batch.subjects_shredded = self.shred_if_empty(&subjects).await?;
         Ok(batch)
+    }
+
+    /// SQLite: deletes the records among `ids` that are past their deadline at `now` and not on
+    /// legal hold (a hold placed since the ids were listed wins), then shreds the subjects this
+    /// left without any record. `ids` should be ascending: the rows are then deleted in rowid
+    /// order, so each table page is visited once per batch instead of once per purpose.
+    ///
+    /// Everything happens in SQL, with the ids and subject ids passed as one JSON array each:
+    /// no row crosses sqlx's worker-thread channel except the per-purpose counts (the first
+    /// version returned every deleted row, a channel message and a thread wake-up per row).
+    ///
+    /// The record `DELETE` runs with `secure_delete = FAST` (cells are zeroed inside the pages
+    /// that are written anyway, but freed pages are not rewritten with zeros); the subject,
+    /// identifier and event deletions run with `secure_delete = ON`. ARCHITECTURE.md ("Erasure:
+    /// what it guarantees") explains what this leaves in the file and why it is harmless.
+    pub async fn purge_ids_sqlite(&mut self, ids: &[i64], now: i64) -> Result<PurgedBatch> {
+        debug_assert_eq!(self.engine, Engine::Sqlite);
+        let mut batch = PurgedBatch::default();
+        if ids.is_empty() {
+            return Ok(batch);
+        }
+        let mut list = String::with_capacity(ids.len() * 9 + 2);
+        list.push('[');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&id.to_string());
+        }
+        list.push(']');
+        const BATCH: &str = "FROM vault_records WHERE id IN (SELECT value FROM json_each(?1)) \
+                             AND deadline <= ?2 AND legal_hold = FALSE";
+        // One pass over the batch's rows: per-purpose counts and the distinct subjects of each
+        // purpose (a subject may appear under several: duplicates are harmless in the shredding
+        // statements' `IN` lists).
+        let counts = sqlx::query(AssertSqlSafe(format!(
+            "SELECT purpose, COUNT(*), json_group_array(DISTINCT subject_id) {BATCH} GROUP BY purpose"
+        )))
+        .bind(&list)
+        .bind(now)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut subjects = String::from("[");
+        for r in &counts {
+            let n = r.try_get::<i64, _>(1)? as u64;
+            batch.per_purpose.insert(r.try_get(0)?, n);
+            batch.records += n;
+            let ids: String = r.try_get(2)?;
+            let inner = ids.trim_start_matches('[').trim_end_matches(']');
+            if !inner.is_empty() {
+                if subjects.len() > 1 {
+                    subjects.push(',');
+                }
+                subjects.push_str(inner);
+            }
+        }
+        subjects.push(']');
+        if batch.records == 0 {
+            return Ok(batch);
+        }
+        sqlx::query("PRAGMA secure_delete = FAST")
+            .execute(&mut *self.tx)
+            .await?;
+        let deleted = sqlx::query(AssertSqlSafe(format!("DELETE {BATCH}")))
+            .bind(&list)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await;
+        // Back to ON before anything else runs on this connection, error or not.
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *self.tx)
+            .await?;
+        if deleted?.rows_affected() != batch.records {
+            return Err(sqlx::Error::Protocol("purge count mismatch".into()).into());
+        }
+        batch.subjects_shredded = self.shred_if_empty_sqlite(&subjects).await?;
+        Ok(batch)
+    }
+
+    /// SQLite: of the subjects in `subjects_json` (a JSON array of ids), deletes those without
+    /// any record left — identifiers, events, then the subject row with its wrapped key — with
+    /// `secure_delete = ON` (set again here, whatever the connection was left with).
+    async fn shred_if_empty_sqlite(&mut self, subjects_json: &str) -> Result<u64> {
+        self.ensure_secure_delete().await?;
+        let empty: String = sqlx::query(
+            "SELECT json_group_array(id) FROM vault_subjects \
+             WHERE id IN (SELECT value FROM json_each(?1)) AND NOT EXISTS \
+             (SELECT 1 FROM vault_records r WHERE r.subject_id = vault_subjects.id)",
+        )
+        .bind(subjects_json)
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get(0)?;
+        if empty == "[]" {
+            return Ok(0);
+        }
+        let mut shredded = 0;
+        for (table, column) in [
+            ("vault_identifiers", "subject_id"),
+            ("vault_events", "subject_id"),
+            ("vault_subjects", "id"),
+        ] {
+            let sql =
+                format!("DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?1))");
+            let n = sqlx::query(AssertSqlSafe(sql))
+                .bind(&empty)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+            if table == "vault_subjects" {
+                shredded = n;
+            }
+        }
+        Ok(shredded)
     }
 
     /// Subjects by id, read inside the transaction.

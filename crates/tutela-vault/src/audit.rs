@@ -112,6 +112,26 @@ pub struct AuditExportEntry {
 }
 
 impl Vault {
+    /// Appends an entry about no data subject (e.g. an operator signing in to the console):
+    /// `details` must hold no personal data and no secret.
+    pub async fn audit_event(
+        &self,
+        actor: &crate::Actor,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let entry = NewAuditEntry {
+            time_ms: self.now().as_millisecond(),
+            actor: actor.0.clone(),
+            action: action.to_string(),
+            purpose: String::new(),
+            subject_commitment: None,
+            details: details.to_string(),
+        };
+        self.store.append_audit(&[entry], hasher).await?;
+        Ok(())
+    }
+
     /// Verifies the whole chain, page by page, and compares its end with the recorded head.
     /// `anchor`, when given, is an entry `(seq, hash)` recorded earlier from a verification's
     /// head: the log must still have it.

@@ -10,7 +10,7 @@ use std::fmt;
 
 use tutela_crypto::{
     BlindIndexer, CryptoError, KeyId, Keyring, MasterKey, SubKey, SubKeyPurpose, SubjectKey,
-    commit_subject, wrap_subject_key,
+    Zeroizing, commit_subject, wrap_subject_key,
 };
 
 use crate::Result;
@@ -22,7 +22,18 @@ pub struct VaultKeys {
     keks: Vec<SubKey>,
     indexer: BlindIndexer,
     audit_key: SubKey,
+    /// Seals the console operators' TOTP secrets. From the index root, like the blind-index
+    /// key, so a master-key rotation does not make the secrets unreadable.
+    operator_key: SubjectKey,
     index_root_id: KeyId,
+}
+
+const OPERATOR_SECRET_AAD: &[u8] = b"tutela/operator-secret/v1\0";
+
+fn operator_aad(operator_id: &str) -> Vec<u8> {
+    let mut aad = OPERATOR_SECRET_AAD.to_vec();
+    aad.extend_from_slice(operator_id.as_bytes());
+    aad
 }
 
 impl VaultKeys {
@@ -39,8 +50,33 @@ impl VaultKeys {
             keks,
             indexer,
             audit_key: index_root.derive(SubKeyPurpose::AuditCommitment),
+            operator_key: SubjectKey::for_operator_secrets(
+                &index_root.derive(SubKeyPurpose::OperatorSecrets),
+            )?,
             index_root_id: index_root.id(),
         })
+    }
+
+    /// Encrypts a console operator's secret (XChaCha20-Poly1305, bound to the operator id).
+    pub fn seal_operator_secret(&self, operator_id: &str, secret: &[u8]) -> Result<Vec<u8>> {
+        Ok(tutela_crypto::seal(
+            &self.operator_key,
+            secret,
+            &operator_aad(operator_id),
+        )?)
+    }
+
+    /// Decrypts what [`VaultKeys::seal_operator_secret`] sealed for the same operator.
+    pub fn open_operator_secret(
+        &self,
+        operator_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        Ok(tutela_crypto::open(
+            &self.operator_key,
+            sealed,
+            &operator_aad(operator_id),
+        )?)
     }
 
     /// Random keys, for tests and benchmarks.

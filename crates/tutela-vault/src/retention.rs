@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tutela_store::NewAuditEntry;
+use tutela_store::{Engine, NewAuditEntry};
 
 use crate::{Actor, Result, Vault, VaultError};
+
+/// SQLite: how many expired ids are listed (and held in memory, 8 bytes each) at a time.
+const SQLITE_ID_ROUND: i64 = 1_000_000;
 
 /// What a purge did (or, for a dry run, would do).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,11 +68,44 @@ impl Vault {
             report.per_purpose = expected;
             return Ok(report);
         }
+        let sqlite = self.store.engine() == Engine::Sqlite;
+        // SQLite: the expired ids are listed first (from the deadline index), then deleted in
+        // ascending id order, `batch` per transaction. Deleting in deadline order instead
+        // visited every table page once per purpose (each purpose's deadlines form one run).
+        let mut pending: Vec<i64> = Vec::new();
+        let mut cursor = None;
+        let mut listed_all = false;
         loop {
+            if sqlite && pending.is_empty() {
+                if listed_all {
+                    break;
+                }
+                let (ids, next) = self
+                    .store
+                    .vault_expired_ids(now, cursor, SQLITE_ID_ROUND)
+                    .await?;
+                pending = ids;
+                listed_all = next.is_none();
+                cursor = next;
+                pending.reverse();
+                if pending.is_empty() {
+                    break;
+                }
+            }
             let mut tx = self.store.vault_begin().await?;
-            let done = tx.purge_expired(now, batch).await?;
+            let done = if sqlite {
+                let take = pending.len().min(batch as usize);
+                let mut ids = pending.split_off(pending.len() - take);
+                ids.reverse();
+                tx.purge_ids_sqlite(&ids, now).await?
+            } else {
+                tx.purge_expired(now, batch).await?
+            };
             if done.records == 0 {
                 tx.commit().await?;
+                if sqlite {
+                    continue;
+                }
                 break;
             }
             let time_ms = self.now().as_millisecond();
@@ -104,7 +140,7 @@ impl Vault {
             report.subjects_shredded += done.subjects_shredded;
             report.batches += 1;
             progress.update(report.records, total.max(report.records));
-            if done.records < batch as u64 {
+            if !sqlite && done.records < batch as u64 {
                 break;
             }
         }

@@ -1320,6 +1320,105 @@ async fn forensic_no_trace_of_an_erased_subject_in_the_sqlite_files() {
     store.close().await;
 }
 
+/// The purge deletes record rows with `secure_delete = FAST` (freed pages are not rewritten),
+/// but subject keys and identifiers with `secure_delete = ON`: after a purge has shredded a
+/// subject, neither its wrapped key nor its blind indexes are anywhere in the SQLite files
+/// (database and WAL), and no identifier was ever there in clear.
+#[tokio::test]
+async fn forensic_no_wrapped_key_or_blind_index_of_a_purged_subject_in_the_sqlite_files() {
+    let env = sqlite_env().await;
+    let v = &env.vault;
+    let db = env.store.sqlite_path().unwrap().to_path_buf();
+    let wal = db.with_file_name(format!("{}-wal", db.file_name().unwrap().to_string_lossy()));
+    const EMAIL: &str = "purge.marker.4be1@example.org";
+    // A bystander whose record is kept (legal hold), so the files are not simply empty.
+    let other = new_subject(&env, vec![email("bystander@example.org")]).await;
+    let mut held = rec("support", "support_messages", json!({"text": "kept"}));
+    held.legal_hold = true;
+    v.put_records(&actor(), &other, vec![held]).await.unwrap();
+    // Many subjects, so that the purge empties and frees whole pages of every table.
+    let mut targets = Vec::new();
+    for i in 0..60 {
+        let s = new_subject(&env, vec![email(&format!("{i}.{EMAIL}"))]).await;
+        let records = (0..5)
+            .map(|k| {
+                rec(
+                    "audience_statistics",
+                    "page_url",
+                    json!({"url": format!("/page/{k}"), "pad": "y".repeat(600)}),
+                )
+            })
+            .collect();
+        v.put_records(&actor(), &s, records).await.unwrap();
+        let wrapped = env
+            .store
+            .vault_subject(&s)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped_key;
+        let indexes: Vec<Vec<u8>> = env
+            .store
+            .vault_identifiers(&s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.blind_index)
+            .collect();
+        targets.push((s, wrapped, indexes));
+    }
+    let files = || -> Vec<(String, Vec<u8>)> {
+        [&db, &wal]
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| (p.display().to_string(), std::fs::read(p).unwrap()))
+            .collect()
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let before = files();
+    assert!(
+        targets
+            .iter()
+            .all(|(_, w, _)| before.iter().any(|(_, b)| contains(b, w))),
+        "the wrapped keys are on disk before the purge"
+    );
+
+    env.clock
+        .fetch_add(4 * 366 * 86_400, std::sync::atomic::Ordering::SeqCst);
+    let done = v
+        .purge_expired(&Actor::new("job:retention"), false, 100, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(done.records, 300);
+    assert_eq!(done.subjects_shredded, 60);
+    for stage in ["after the purge", "after close"] {
+        if stage == "after close" {
+            env.store.close().await;
+        }
+        for (name, bytes) in files() {
+            assert!(
+                !contains(&bytes, EMAIL.as_bytes()),
+                "{stage}: {name} holds an identifier in clear"
+            );
+            for (s, wrapped, indexes) in &targets {
+                assert!(
+                    !contains(&bytes, wrapped),
+                    "{stage}: {name} still holds the wrapped key of {s}"
+                );
+                for ix in indexes {
+                    assert!(
+                        !contains(&bytes, ix),
+                        "{stage}: {name} still holds a blind index of {s}"
+                    );
+                }
+            }
+        }
+    }
+    let store = Store::open_sqlite(&db).await.unwrap();
+    assert_eq!(store.vault_counts().await.unwrap(), (1, 1, 1));
+    store.close().await;
+}
+
 #[tokio::test]
 async fn concurrent_creations_of_one_person_give_one_subject() {
     on_each_engine(|env| async move {

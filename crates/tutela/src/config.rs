@@ -33,7 +33,31 @@ pub struct FileConfig {
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]
+    pub mail: MailConfig,
+    #[serde(default)]
+    pub rights: RightsFileConfig,
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+    #[serde(default)]
     pub consent: ConsentConfig,
+    #[serde(default)]
+    pub console: ConsoleFileConfig,
+}
+
+/// The `[console]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleFileConfig {
+    /// Mark console cookies `Secure` (default true). Turn off only for plain-HTTP development.
+    pub secure_cookies: Option<bool>,
+    /// Take the client address from `X-Forwarded-For` (default false; only behind a proxy that
+    /// sets it).
+    pub trust_forwarded_for: Option<bool>,
+    /// The address people use to reach Tutela, e.g. "https://privacy.example.com": the base of
+    /// the setup links printed by `serve` and `operators add`.
+    pub public_url: Option<String>,
+    /// The register purposes whose data the support role may read [default: support, hotline].
+    pub support_purposes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +94,43 @@ pub fn parse_interval(text: &str) -> anyhow::Result<Option<std::time::Duration>>
         return Err(hint());
     }
     Ok(Some(std::time::Duration::from_secs(n * unit)))
+}
+
+/// `[[connectors.sql]]` and `[[connectors.webhook]]`: the systems rights requests reach.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    #[serde(default)]
+    pub sql: Vec<tutela_rights::connectors::sql::SqlConfig>,
+    #[serde(default)]
+    pub webhook: Vec<tutela_rights::connectors::webhook::WebhookConfig>,
+}
+
+/// `[mail]`: how Tutela sends e-mail (verification codes, notices to requesters).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// Sender address, e.g. "Nimbus DPO <dpo@nimbus.example>" [default: the register's rights e-mail].
+    pub from: Option<String>,
+    /// `smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`, or `file:<dir>` (writes .eml
+    /// files) [default: file:<data_dir>/outbox]. Prefer `TUTELA_MAIL_TRANSPORT` for passwords.
+    pub transport: Option<String>,
+}
+
+/// `[rights]`: the rights engine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsFileConfig {
+    /// File holding the secret the platform signs identity assertions with (HMAC-SHA256).
+    /// `TUTELA_RIGHTS_PLATFORM_SECRET` overrides it. Relative to the config file.
+    pub platform_secret_file: Option<PathBuf>,
+    /// Lifetime of an e-mailed code and link, in minutes [default: 1440].
+    pub challenge_minutes: Option<i64>,
+    /// Tries allowed per code [default: 5].
+    pub max_attempts: Option<i64>,
+    /// The register purpose under which the rights engine reads and erases vault records
+    /// [default: rights_requests].
+    pub vault_purpose: Option<String>,
 }
 
 /// `[consent]`: who may post consent records, and how fast.
@@ -127,6 +188,7 @@ pub fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<
     let base = path.parent().unwrap_or(Path::new("."));
     cfg.data_dir = cfg.data_dir.map(|p| base.join(p));
     cfg.policy = cfg.policy.map(|p| base.join(p));
+    cfg.rights.platform_secret_file = cfg.rights.platform_secret_file.map(|p| base.join(p));
     cfg.master_key_file = cfg.master_key_file.map(|p| base.join(p));
     Ok((cfg, Some(path)))
 }

@@ -7,9 +7,11 @@ mod consent_job;
 mod context;
 mod jobs;
 mod keys;
+mod operators_cmd;
 mod policy_cmd;
 mod progress;
 mod retention_cmd;
+mod rights_setup;
 mod serve;
 mod tokens_cmd;
 
@@ -33,6 +35,7 @@ const AFTER_HELP: &str = "Examples:
   tutela retention run --dry-run
   tutela audit verify
   tutela keys rotate
+  tutela operators add --login dora --name 'Dora Martin' --role dpo
 
 Configuration: flags override TUTELA_* environment variables, which override tutela.toml.";
 
@@ -104,6 +107,9 @@ enum Command {
     /// Create, list and revoke API tokens (bearer tokens with scopes).
     #[command(subcommand, after_help = tokens_cmd::AFTER_HELP)]
     Tokens(tokens_cmd::TokensCommand),
+    /// Add, list and disable console operators; reset a lost second factor.
+    #[command(subcommand, after_help = operators_cmd::AFTER_HELP)]
+    Operators(operators_cmd::OperatorsCommand),
     /// Delete expired personal records now (the server also does it periodically).
     #[command(subcommand, after_help = retention_cmd::AFTER_HELP)]
     Retention(retention_cmd::RetentionCommand),
@@ -139,6 +145,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd, &ctx.policy),
         Command::Serve(args) => serve::run(args, ctx),
         Command::Tokens(cmd) => tokens_cmd::run(cmd, &ctx),
+        Command::Operators(cmd) => operators_cmd::run(cmd, &ctx),
         Command::Retention(cmd) => retention_cmd::run(cmd, &ctx),
         Command::Audit(cmd) => audit_cmd::run(cmd, &ctx),
         Command::Keys(cmd) => keys::run(cmd, &ctx),

@@ -150,6 +150,22 @@ pub fn load(source: &PolicySource) -> anyhow::Result<Register> {
     })
 }
 
+/// Loads and validates the register, keeping its warnings (shown in the console).
+pub fn load_with_warnings(
+    source: &PolicySource,
+) -> anyhow::Result<(Register, Vec<tutela_domain::Diagnostic>)> {
+    let (text, name) = source.read()?;
+    match tutela_domain::validate::check(&text, &name) {
+        (Some(register), diagnostics) if !diagnostics.has_errors() => {
+            Ok((register, diagnostics.warnings().cloned().collect()))
+        }
+        (_, d) => Err(anyhow::anyhow!(
+            "the register is not valid ({} problems):\n{d}run `tutela policy check` for details",
+            d.errors().count()
+        )),
+    }
+}
+
 fn pick_language(reg: &Register, lang: Option<String>) -> anyhow::Result<String> {
     let lang = lang.unwrap_or_else(|| reg.notice.default_language.clone());
     if !reg.notice.languages.contains(&lang) {

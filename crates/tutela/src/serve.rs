@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use std::sync::Arc;
-
+use tutela_crypto::password::PasswordParams;
 use tutela_http::consent::ConsentOptions;
+use tutela_http::console::ConsoleConfig;
 use tutela_http::{AppState, LoadedRegister, build_app};
 use tutela_vault::Vault;
 
@@ -18,21 +19,26 @@ pub const AFTER_HELP: &str = "Examples:
   tutela serve --listen 0.0.0.0:8080 --data-dir /var/lib/tutela
   TUTELA_DATABASE_URL=postgres://tutela@db/tutela tutela serve
 
+  tutela serve --secure-cookies false          # plain-HTTP development on another host than localhost
   tutela serve --consent-origin https://www.example.com   # pages of that site post consent
 
-Routes: /privacy (?lang=fr), /privacy.md, /.well-known/gpc.json, /healthz, /readyz, /metrics,
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json;
-web analytics: /matomo.php, /piwik.php (collector), /matomo.js, /piwik.js, /tutela.js (tracker),
-/optout, /analytics (dashboard), /api/v1/analytics/… (reports, rights hooks).
-Sites that may send hits are [[sites]] tables in tutela.toml (default: site 1, localhost).
-/api/v1/register, /api/v1/register/ropa.csv, /api/v1/register/ropa.json, the vault API under
-/api/v1/subjects (bearer tokens), documented in /api/v1/openapi.json; the consent banner
+Routes: /privacy (?lang=fr), /privacy.md, /rights (the rights portal), /.well-known/gpc.json,
+/healthz, /readyz, /metrics, /api/v1/register, /api/v1/register/ropa.csv,
+/api/v1/register/ropa.json, the vault API under /api/v1/subjects and the rights API under
+/api/v1/rights (bearer tokens), documented in /api/v1/openapi.json; the consent banner
 /consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
-/api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read).
+/api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read),
+and the operators' console at /console; web analytics: /matomo.php and /piwik.php (collector),
+/matomo.js, /piwik.js and /tutela.js (tracker), /optout, /analytics (dashboard) and
+/api/v1/analytics/… (reports, rights hooks). Sites that may send hits are [[sites]] tables in
+tutela.toml (default: site 1, localhost).
 On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
-back it up. The retention job (vault records and consent records) runs every 10 minutes
+back it up. The retention job (vault records, consent records, analytics days and salts) runs every 10 minutes
 ([retention] interval, or TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
-Once listening, the address is printed on standard output as `listening on http://ADDR`.";
+E-mail: [mail] in tutela.toml or TUTELA_MAIL_TRANSPORT (default: .eml files in <data_dir>/outbox).
+Once listening, the address is printed on standard output as `listening on http://ADDR`. While no
+operator exists, a one-time link that creates the first administrator follows on the next line
+(valid 24 hours; a restart prints a new one).";
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -44,6 +50,20 @@ pub struct ServeArgs {
     /// [default: 10 minutes].
     #[arg(long, env = "TUTELA_RETENTION_INTERVAL", value_name = "INTERVAL")]
     retention_interval: Option<String>,
+
+    /// Mark console cookies Secure with the __Host- prefix [default: true]. Set false only for
+    /// plain-HTTP development: browsers then send the session over an unencrypted connection.
+    #[arg(long, env = "TUTELA_CONSOLE_SECURE_COOKIES", value_name = "BOOL")]
+    secure_cookies: Option<bool>,
+
+    /// Take the client address (for sign-in throttling) from the last X-Forwarded-For entry
+    /// [default: false]. Only behind a reverse proxy that sets it, or clients choose their own.
+    #[arg(long, env = "TUTELA_TRUST_FORWARDED_FOR", value_name = "BOOL")]
+    trust_forwarded_for: Option<bool>,
+
+    /// The address people use to reach Tutela (base of the setup link) [default: http://ADDR].
+    #[arg(long, env = "TUTELA_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 
     /// An origin whose pages may post consent records (repeat for several; `*` for any)
     /// [default: Tutela's own origin only].
@@ -90,7 +110,50 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
     }
 
     // Validate the register before anything else: a bad register never serves a wrong notice.
-    let register = crate::policy_cmd::load(policy)?;
+    let (register, warnings) = crate::policy_cmd::load_with_warnings(policy)?;
+    let console = ConsoleConfig {
+        secure_cookies: args
+            .secure_cookies
+            .or(ctx.file.console.secure_cookies)
+            .unwrap_or(true),
+        trust_forwarded_for: args
+            .trust_forwarded_for
+            .or(ctx.file.console.trust_forwarded_for)
+            .unwrap_or(false),
+        // Never lowered here: only tests build a state with cheaper parameters.
+        password_params: PasswordParams::RFC9106_SECOND,
+        public_url: args
+            .public_url
+            .clone()
+            .or(ctx.file.console.public_url.clone()),
+        support_purposes: ctx
+            .file
+            .console
+            .support_purposes
+            .clone()
+            .unwrap_or_else(|| ConsoleConfig::default().support_purposes),
+        ..ConsoleConfig::default()
+    };
+    // A configured list must name purposes of the register (the default list is only a
+    // suggestion: ids the register lacks are ignored).
+    if let Some(unknown) = ctx
+        .file
+        .console
+        .support_purposes
+        .iter()
+        .flatten()
+        .find(|p| register.purpose(p).is_none())
+    {
+        anyhow::bail!(
+            "[console] support_purposes names {unknown:?}, which is not a purpose of the register"
+        );
+    }
+    if !console.secure_cookies {
+        tracing::warn!(
+            "console cookies are not marked Secure: use this only for plain-HTTP development"
+        );
+    }
+    let public_url = args.public_url.or(ctx.file.console.public_url.clone());
     if matches!(policy, PolicySource::BuiltInExample) {
         tracing::info!(
             "using the built-in example register (examples/policy.toml); pass --policy to use yours"
@@ -142,6 +205,8 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             index_root = %keys.index_root.id(),
             "vault keys loaded"
         );
+        // The rights engine's keys derive from the index root, which never rotates.
+        let rights_keys = tutela_rights::RightsKeys::from_root(&keys.index_root);
         drop(keys);
         let state = AppState::new(
             LoadedRegister {
@@ -153,14 +218,41 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             vault.clone(),
             analytics,
         )
+        .with_console(console)
+        .with_register_warnings(warnings)
         .with_consent_options(&consent);
-        let app = build_app(state.clone());
+        let idle = state.console.config.session_idle_secs;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
+        let rights = crate::rights_setup::build(
+            &ctx,
+            &state.register.register,
+            store.clone(),
+            rights_keys,
+            // Links in e-mails use the same public address as the console's setup links.
+            &public_url.clone().unwrap_or_else(|| format!("http://{local}")),
+        )?;
+        crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
+        crate::rights_setup::spawn_reminder_job(rights.clone(), store.clone());
+        let executor =
+            crate::rights_setup::executor(
+            &ctx,
+            &state.register.register,
+            rights.clone(),
+            vault.clone(),
+        )
+        .await?;
+        let state = state.with_rights(rights).with_executor(executor);
+        if let Some(exec) = &state.executor {
+            crate::rights_setup::spawn_step_runner(exec.clone());
+        }
+        let app = build_app(state.clone());
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
+        first_admin_link(&store, public_url.as_deref(), local).await?;
+        tokio::spawn(purge_sessions(store.clone(), idle));
         let jobs = match interval {
             Some(every) => vec![
                 crate::jobs::spawn_retention(vault, every),
@@ -186,6 +278,56 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         store.close().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// While no operator exists, prints (once, on standard output, never in the log) a one-time link
+/// that creates the first administrator.
+async fn first_admin_link(
+    store: &tutela_store::Store,
+    public_url: Option<&str>,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    if store.operator_count().await? > 0 {
+        return Ok(());
+    }
+    let token = tutela_crypto::session::new_setup_token()?;
+    let now = jiff::Timestamp::now().as_second();
+    store
+        .insert_setup_token(
+            &token.hash,
+            None,
+            now,
+            now + tutela_http::console::FIRST_ADMIN_LINK_SECS,
+        )
+        .await
+        .context("cannot store the first-administrator link")?;
+    let base = crate::operators_cmd::base_url(public_url, &local.to_string());
+    // Written, not `println!`: a closed standard output (a supervisor that stopped reading)
+    // must not take the server down.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "no operator yet: create the first administrator at {base}/console/setup?token={} (valid 24 hours, usable once)",
+        token.secret.as_str()
+    );
+    let _ = out.flush();
+    tracing::info!("printed a one-time link for the first administrator on standard output");
+    Ok(())
+}
+
+/// Deletes ended console sessions every ten minutes.
+async fn purge_sessions(store: tutela_store::Store, idle_secs: i64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = jiff::Timestamp::now().as_second();
+        match store.purge_sessions(now, now - idle_secs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "purged ended console sessions"),
+            Err(err) => tracing::warn!(error = %err, "could not purge console sessions"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

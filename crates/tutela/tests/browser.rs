@@ -1,10 +1,556 @@
-//! End-to-end tests of the consent banner in headless Chromium (`browser/consent.test.mjs`,
-//! driven by playwright-core with Debian's chromium). They need `node`, `/usr/bin/chromium` (or
-//! `CHROMIUM`) and `npm ci` in `crates/tutela/tests/browser`. Without them the test says so and
-//! skips — except when `CI` is set, where a missing piece is a failure.
+//! Browser tests, in one binary, both in Debian's headless Chromium:
+//!
+//! * `console_in_headless_chromium` — the operators' console, driven through chromedriver
+//!   (WebDriver) by fantoccini against the real `tutela serve`. Needs `chromium` and
+//!   `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`; `CHROMIUM` and
+//!   `CHROMEDRIVER` override the paths). Screenshots of every page go to
+//!   `test-artifacts/browser/` at the workspace root (ignored by git): look at them after a
+//!   change to the console.
+//! * `consent_banner_in_headless_chromium` — the consent banner (`browser/consent.test.mjs`,
+//!   driven by playwright-core with Debian's chromium). Needs `node`, chromium and `npm ci` in
+//!   `crates/tutela/tests/browser`.
+//!
+//! Without what they need the tests say so and skip — except when `CI` is set, where a missing
+//! piece is a failure.
 
+mod support;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use support::{ADMIN_PASSWORD, Server, totp_next, totp_now};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(var: &str, default: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    path.exists().then_some(path)
+}
+
+/// chromedriver and chromium, or None (skip) — never None in CI.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    match (
+        tool("CHROMEDRIVER", "/usr/bin/chromedriver"),
+        tool("CHROMIUM", "/usr/bin/chromium"),
+    ) {
+        (Some(d), Some(c)) => Some((d, c)),
+        _ => {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "CI is set but chromium/chromedriver are missing: install Debian's `chromium` and `chromium-driver`"
+                );
+            }
+            eprintln!(
+                "SKIPPED browser test: /usr/bin/chromium or /usr/bin/chromedriver not found \
+                 (apt-get install chromium chromium-driver)"
+            );
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../test-artifacts/browser")
+        .canonicalize()
+        .unwrap_or_else(|_| {
+            let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts/browser");
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Browser {
+    c: Client,
+    base: String,
+    shots: PathBuf,
+    width: u32,
+}
+
+impl Browser {
+    async fn go(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    async fn path(&self) -> String {
+        let url = self.c.current_url().await.unwrap();
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    }
+
+    async fn fill(&self, id: &str, value: &str) {
+        let el = self.c.find(Locator::Id(id)).await.unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(value).await.unwrap();
+    }
+
+    /// Submits the form that contains the element `id` (by clicking its submit button) and
+    /// waits for the next page.
+    async fn submit(&self, css: &str) {
+        let before = self.c.find(Locator::Css("html")).await.unwrap();
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Wait until the old document is gone (the element goes stale) and the new one loaded.
+        while before.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "no navigation after submitting {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.c
+            .wait()
+            .for_element(Locator::Css("footer, body"))
+            .await
+            .unwrap();
+    }
+
+    async fn text(&self) -> String {
+        self.c
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A full-page screenshot.
+    async fn shot(&self, name: &str) {
+        // Size the window to the whole page (plus the browser's own frame) so the screenshot
+        // shows all of it.
+        self.c.set_window_size(self.width, 900).await.unwrap();
+        let size = self
+            .c
+            .execute(
+                "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let height = size[0].as_u64().unwrap_or(900).clamp(500, 6000) as u32;
+        let frame = size[1].as_u64().unwrap_or(0).min(400) as u32;
+        self.c
+            .set_window_size(self.width, height + frame)
+            .await
+            .unwrap();
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The HTTP status of a same-origin GET, fetched by the page itself.
+    async fn status_of(&self, path: &str) -> u64 {
+        self.c
+            .execute(
+                "return fetch(arguments[0], {redirect: 'manual'}).then(r => r.status)",
+                vec![json!(path)],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn sign_out(&self) {
+        self.submit("form[action='/console/logout'] button").await;
+        assert_eq!(self.path().await, "/console/login?m=signed_out");
+    }
+
+    /// Accepts an invitation link and returns the page reached.
+    async fn accept_invitation(&self, link: &str, password: &str) -> String {
+        self.c.goto(link).await.unwrap();
+        self.fill("password", password).await;
+        self.fill("confirm", password).await;
+        self.submit("form button[type=submit].primary").await;
+        self.path().await
+    }
+}
+
+#[tokio::test]
+async fn console_in_headless_chromium() {
+    let Some((driver_bin, chromium)) = browser_tools() else {
+        return;
+    };
+    let port = free_port();
+    let driver = Driver(
+        Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let profile = dir.path().join("chromium-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", "--lang=en-GB",
+                format!("--user-data-dir={}", profile.display()),
+                "--window-size=1280,900",
+            ],
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session");
+    // `localhost` is a secure context, so the browser keeps the Secure, __Host- cookies that
+    // Tutela sets by default even over plain HTTP.
+    let base = format!("http://localhost:{}", server.addr.port());
+    let b = Browser {
+        c,
+        base: base.clone(),
+        shots: artifacts(),
+        width: 1280,
+    };
+    let subject = support::seed_subject(&server, &dir.path().join("data")).await;
+    let result = run(&b, &server, &subject).await;
+    let _ = b.c.clone().close().await;
+    drop(driver);
+    server.stop();
+    result
+}
+
+async fn run(b: &Browser, server: &Server, subject: &str) {
+    // 1. The first administrator, through the link printed at start.
+    let link = server.setup_link.clone().unwrap();
+    let path = &link[link.find("/console").unwrap()..];
+    b.go(path).await;
+    // The skip link is the first thing the keyboard reaches.
+    b.c.execute("document.activeElement.blur()", vec![])
+        .await
+        .unwrap();
+    b.c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{e004}")
+        .await
+        .unwrap();
+    let focused =
+        b.c.execute("return document.activeElement.className", vec![])
+            .await
+            .unwrap();
+    assert_eq!(focused, json!("skip-link"));
+    b.shot("01-setup-first-admin").await;
+    b.fill("login", "ada").await;
+    b.fill("display_name", "Ada Admin").await;
+    b.fill("password", ADMIN_PASSWORD).await;
+    b.fill("confirm", ADMIN_PASSWORD).await;
+    b.submit("form button.primary").await;
+    assert_eq!(b.path().await, "/console/enroll");
+    b.shot("02-enroll-totp").await;
+    let key =
+        b.c.find(Locator::Id("manual-key"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(
+        b.c.find(Locator::Css("svg.qr path")).await.is_ok(),
+        "QR code"
+    );
+    b.fill("code", &totp_now(&key)).await;
+    b.submit("form button.primary").await;
+    let codes =
+        b.c.find_all(Locator::Css("#recovery-codes code"))
+            .await
+            .unwrap();
+    assert_eq!(codes.len(), 10);
+    b.shot("03-recovery-codes").await;
+    b.submit("a.button.primary").await;
+    assert_eq!(b.path().await, "/console");
+
+    // 2. Sign out, then in with password and TOTP.
+    b.sign_out().await;
+    b.shot("04-login").await;
+    b.fill("login", "ada").await;
+    b.fill("password", ADMIN_PASSWORD).await;
+    b.submit("form button.primary").await;
+    assert_eq!(b.path().await, "/console/login/code");
+    b.shot("05-login-code").await;
+    b.fill("code", &totp_next(&key)).await;
+    b.submit("form button.primary").await;
+    assert_eq!(b.path().await, "/console");
+
+    // 3. Every page an administrator has, all reachable from the navigation.
+    b.shot("06-overview").await;
+    let mut labels = Vec::new();
+    for a in b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap() {
+        labels.push(a.text().await.unwrap());
+    }
+    assert_eq!(
+        labels,
+        [
+            "Overview",
+            "Register",
+            "Audit log",
+            "Sign-in log",
+            "Operators",
+            "API tokens",
+            "Keys",
+            "My account"
+        ]
+    );
+    for (path, name, heading) in [
+        (
+            "/console/register",
+            "07-register",
+            "Register of processing activities",
+        ),
+        ("/console/security", "09-sign-in-log", "Sign-in log"),
+        ("/console/audit", "09b-audit-log", "Audit log"),
+        ("/console/operators", "10-operators", "Operators"),
+        ("/console/tokens", "12-tokens", "API tokens"),
+        ("/console/keys", "12b-keys", "Encryption keys"),
+        ("/console/account", "14-account", "My account"),
+    ] {
+        b.go(path).await;
+        let h1 =
+            b.c.find(Locator::Css("h1"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        assert_eq!(h1, heading, "{path}");
+        b.shot(name).await;
+    }
+    // The audit chain verifies from the console.
+    b.go("/console/audit").await;
+    b.submit("form[action='/console/audit/verify'] button")
+        .await;
+    assert!(
+        b.text().await.contains("The chain is intact"),
+        "{}",
+        b.text().await
+    );
+    b.shot("09c-audit-verified").await;
+    // The administrator reads no personal data.
+    assert_eq!(b.status_of("/console/subjects").await, 403);
+    b.go("/console/register/notice?lang=fr").await;
+    assert!(b.text().await.contains("Politique de confidentialité"));
+    b.shot("08-notice-preview-fr").await;
+
+    // Operators: invite a support agent and an analyst; the link is shown once.
+    let mut invites = Vec::new();
+    for (login, name, role) in [
+        ("sam", "Sam Support", "support"),
+        ("ana", "Ana Analyst", "analyst"),
+    ] {
+        b.go("/console/operators").await;
+        b.fill("new-login", login).await;
+        b.fill("new-name", name).await;
+        b.c.find(Locator::Css(&format!("input[name=role][value={role}]")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.submit("form[action='/console/operators'] button.primary")
+            .await;
+        let invite =
+            b.c.find(Locator::Id("invite-link"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        invites.push(invite.replace("https://", "http://"));
+        if login == "sam" {
+            b.shot("11-operator-invited").await;
+        }
+    }
+    // Tokens: create one; its secret is shown once.
+    b.go("/console/tokens").await;
+    b.fill("token-name", "billing-service").await;
+    b.fill("token-expires", "90 days").await;
+    b.c.find(Locator::Css("input[name=scope][value='vault:read']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.submit("form[action='/console/tokens'] button.primary")
+        .await;
+    let token =
+        b.c.find(Locator::Id("new-token"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(token.starts_with("tutela_"));
+    b.shot("13-token-created").await;
+    b.go("/console/tokens").await;
+    assert!(!b.text().await.contains(&token));
+
+    // French.
+    b.go("/console/account").await;
+    b.c.find(Locator::Css("input[name=lang][value=fr]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.submit("form[action='/console/account/language'] button")
+        .await;
+    b.go("/console").await;
+    assert!(b.text().await.contains("Vue d’ensemble"));
+    b.shot("15-overview-fr").await;
+    b.go("/console/register").await;
+    b.shot("16-register-fr").await;
+    // A narrow screen.
+    let b_narrow = Browser {
+        c: b.c.clone(),
+        base: b.base.clone(),
+        shots: b.shots.clone(),
+        width: 390,
+    };
+    b_narrow.go("/console").await;
+    b_narrow.shot("17-overview-phone").await;
+    b.sign_out().await;
+
+    // 4. Support: signs in through the invitation, is refused the DPO's and the admin's pages.
+    let page = b
+        .accept_invitation(&invites[0], "a support agent's passphrase")
+        .await;
+    assert_eq!(page, "/console");
+    b.shot("18-support-overview").await;
+    for path in ["/console/security", "/console/operators", "/console/tokens"] {
+        assert_eq!(b.status_of(path).await, 403, "support on {path}");
+    }
+    assert_eq!(
+        b.status_of("/console/audit").await,
+        403,
+        "support on the audit log"
+    );
+    b.go("/console/security").await;
+    assert!(b.text().await.contains("Access refused"));
+    b.shot("19-support-refused").await;
+    let mut labels = Vec::new();
+    for a in b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap() {
+        labels.push(a.text().await.unwrap());
+    }
+    assert_eq!(labels, ["Overview", "Subjects", "Register", "My account"]);
+    // Support looks a person up, for a support purpose, and sees only support data.
+    b.go("/console/subjects").await;
+    let options =
+        b.c.find_all(Locator::Css("select#purpose option"))
+            .await
+            .unwrap();
+    let mut purposes = Vec::new();
+    for o in options {
+        purposes.push(o.attr("value").await.unwrap().unwrap());
+    }
+    assert_eq!(purposes, ["support", "hotline"], "support purposes only");
+    b.shot("19b-subject-search").await;
+    b.c.find(Locator::Css("select#kind option[value=email]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("identifier", "Alice@Example.com").await;
+    b.submit("form[action='/console/subjects'] button.primary")
+        .await;
+    let text = b.text().await;
+    assert!(text.contains(subject), "{text}");
+    assert!(
+        text.contains("My app does not start since Tuesday"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Alice Martin"),
+        "support sees no account data: {text}"
+    );
+    b.shot("19c-subject-support-view").await;
+    b.go("/console").await;
+    b.sign_out().await;
+
+    // 5. Analyst: no personal data anywhere.
+    let page = b
+        .accept_invitation(&invites[1], "a numbers person's passphrase")
+        .await;
+    assert_eq!(page, "/console");
+    b.shot("20-analyst-overview").await;
+    for path in ["/console", "/console/register", "/console/account"] {
+        b.go(path).await;
+        let source = b.c.source().await.unwrap();
+        for other in [
+            "Ada Admin",
+            "Sam Support",
+            ">ada<",
+            ">sam<",
+            "billing-service",
+        ] {
+            assert!(
+                !source.contains(other),
+                "the analyst sees {other} on {path}"
+            );
+        }
+    }
+    for path in [
+        "/console/security",
+        "/console/operators",
+        "/console/tokens",
+        "/console/subjects",
+        "/console/audit",
+        "/console/keys",
+    ] {
+        assert_eq!(b.status_of(path).await, 403, "analyst on {path}");
+    }
+    let nav = b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap();
+    let mut labels = Vec::new();
+    for a in nav {
+        labels.push(a.text().await.unwrap());
+    }
+    assert_eq!(labels, ["Overview", "Register", "My account"]);
+    b.sign_out().await;
+}
 
 fn missing_piece(dir: &Path) -> Option<String> {
     let node = Command::new("node").arg("--version").output();

@@ -204,6 +204,26 @@ impl Server {
         (status, body)
     }
 
+    fn post_form(&self, path: &str, body: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw[9..12].parse().unwrap();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// SIGTERM, then the exit status and everything logged.
     fn stop(mut self) -> (std::process::ExitStatus, String) {
         Command::new("kill")
@@ -607,4 +627,86 @@ fn vault_keys_retention_and_audit_commands() {
         "{err}"
     );
     assert!(!key_file.exists());
+}
+
+#[test]
+fn serve_runs_the_rights_portal_with_a_key_file_and_the_file_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let (status, form) = server.get("/rights?lang=en");
+    assert_eq!(status, 200, "{form}");
+    let marker = "name=\"form_token\" value=\"";
+    let i = form.find(marker).unwrap() + marker.len();
+    let token = form[i..].split('"').next().unwrap().to_string();
+    let (status, page) = server.post_form(
+        "/rights?lang=en",
+        &format!("form_token={token}&right=erasure&email=lea%40example.org&text=delete+everything"),
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Your request was received"), "{page}");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    // The code went out as a real message in the default outbox.
+    let outbox: Vec<_> = std::fs::read_dir(data.join("outbox")).unwrap().collect();
+    assert_eq!(outbox.len(), 1);
+    let mail = std::fs::read_to_string(outbox[0].as_ref().unwrap().path()).unwrap();
+    assert!(mail.contains("To: lea@example.org"), "{mail}");
+    // The key file is private, and logs hold no personal data.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "master.key is readable by others: {mode:o}"
+        );
+    }
+    assert!(
+        !log.contains("lea@example.org") && !log.contains("delete everything"),
+        "{log}"
+    );
+    assert!(log.contains("rights request filed"), "{log}");
+}
+
+#[test]
+fn serve_refuses_a_misdeclared_connector_without_echoing_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tutela.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[connectors.sql]]
+name = "platform"
+url = "postgres://app:hunter2@db.internal/app"
+[[connectors.sql.collections]]
+name = "users"
+table = "users; DROP TABLE x"
+key = "id"
+identity = [{ column = "email", kind = "email" }]
+columns = ["email"]
+on_erase = { action = "delete" }
+"#,
+    )
+    .unwrap();
+    let out = tutela()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a plain SQL name"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -6,5 +6,7 @@ mod support;
 mod analytics;
 mod consent;
 mod foundation;
+mod operators;
+mod rights;
 mod tokens;
 mod vault;

@@ -553,3 +553,106 @@ async fn audit_appends_chain_from_the_head_even_when_concurrent() {
     })
     .await;
 }
+
+/// SQLite's purge path: expired ids are listed from the deadline index in rounds (a cursor
+/// carries on where a round stopped; held records are listed but never deleted), then deleted
+/// by id with per-purpose counts, and subjects left empty are shredded.
+#[tokio::test]
+async fn sqlite_purge_lists_expired_ids_in_rounds_and_deletes_by_id() {
+    let t = crate::support::TestStore::sqlite().await;
+    let store = &t.store;
+    let mut tx = store.vault_begin().await.unwrap();
+    tx.insert_subjects(&[subject("a", "k"), subject("b", "k")])
+        .await
+        .unwrap();
+    tx.insert_identifiers(&[StoredIdentifier {
+        blind_index: vec![9; 32],
+        subject_id: "a".into(),
+        kind: "email".into(),
+        created_at: 100,
+    }])
+    .await
+    .unwrap();
+    let mut held = record("b", "support", "email", Some(40));
+    held.legal_hold = true;
+    let ids = tx
+        .insert_records(
+            &[
+                record("a", "support", "email", Some(50)),
+                record("a", "recruitment", "resume", Some(30)),
+                held,
+                record("b", "support", "email", Some(50)),
+                record("b", "support", "email", Some(500)),
+                record("a", "support", "email", None),
+            ],
+            100,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // Rounds of 2 in (deadline, id) order: 30, then 40 (held) and 50, then the other 50.
+    let (r1, c1) = store.vault_expired_ids(100, None, 2).await.unwrap();
+    assert_eq!(r1, vec![ids[1], ids[2]]);
+    assert_eq!(c1, Some((40, ids[2])));
+    let (r2, c2) = store.vault_expired_ids(100, c1, 2).await.unwrap();
+    assert_eq!(r2, vec![ids[0], ids[3]]);
+    let (r3, c3) = store.vault_expired_ids(100, c2, 2).await.unwrap();
+    assert!(r3.is_empty());
+    assert_eq!(c3, None);
+
+    let mut all: Vec<i64> = r1.into_iter().chain(r2).collect();
+    all.sort_unstable();
+    let mut tx = store.vault_begin().await.unwrap();
+    let done = tx.purge_ids_sqlite(&all, 100).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(done.records, 3, "the held record is listed but kept");
+    assert_eq!(done.per_purpose.get("support"), Some(&2));
+    assert_eq!(done.per_purpose.get("recruitment"), Some(&1));
+    assert_eq!(
+        done.subjects_shredded, 0,
+        "a still waits for an anchor event"
+    );
+    assert_eq!(store.vault_counts().await.unwrap(), (2, 1, 3));
+
+    // A batch of held records deletes nothing.
+    let mut tx = store.vault_begin().await.unwrap();
+    let none = tx.purge_ids_sqlite(&[ids[2]], 100).await.unwrap();
+    assert_eq!(none.records, 0);
+    tx.commit().await.unwrap();
+    // When a's last record expires, the purge shreds a (key and identifier).
+    let (r, _) = store.vault_expired_ids(1_000, None, 10).await.unwrap();
+    assert_eq!(
+        r,
+        vec![ids[2], ids[4]],
+        "a's last record waits for an anchor"
+    );
+    let mut tx = store.vault_begin().await.unwrap();
+    tx.set_anchor(
+        "a",
+        "support",
+        &["email".into()],
+        100,
+        Some(200),
+        false,
+        100,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (r, _) = store.vault_expired_ids(1_000, None, 10).await.unwrap();
+    let mut tx = store.vault_begin().await.unwrap();
+    let done = tx.purge_ids_sqlite(&r, 1_000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(done.records, 2);
+    assert_eq!(done.subjects_shredded, 1);
+    assert!(store.vault_subject("a").await.unwrap().is_none());
+    assert!(
+        store
+            .vault_subjects_by_index(&[vec![9; 32]])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.vault_counts().await.unwrap(), (1, 0, 1));
+}

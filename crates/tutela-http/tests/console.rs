@@ -1,0 +1,413 @@
+//! Console tests through the real router, in-process, with the test-only Argon2 cost: session
+//! expiry, the login form's behaviour without cookies, language negotiation, and the security
+//! headers of console pages. (End-to-end flows against the real binary live in
+//! `crates/tutela/tests/console.rs` and `browser.rs`.)
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tutela_crypto::password::{PasswordParams, hash_password};
+use tutela_http::console::ConsoleConfig;
+use tutela_http::{AppState, LoadedRegister, build_app};
+use tutela_store::{Operator, Store};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+struct TestApp {
+    app: axum::Router,
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn app(config: ConsoleConfig) -> TestApp {
+    let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let vault = tutela_vault::Vault::new(
+        store.clone(),
+        std::sync::Arc::new(register.clone()),
+        tutela_vault::VaultKeys::generate().unwrap(),
+    );
+    let analytics = tutela_analytics::Analytics::start(
+        tutela_analytics::AnalyticsSettings::default(),
+        &tutela_analytics::SiteConfig::default_sites(),
+        &register,
+        store.clone(),
+    )
+    .unwrap();
+    let state = AppState::new(
+        LoadedRegister {
+            hash: register.content_hash(),
+            register,
+            last_updated: jiff::civil::date(2026, 11, 29),
+        },
+        store,
+        vault,
+        analytics,
+    )
+    .with_console(ConsoleConfig {
+        password_params: PasswordParams::INSECURE_FOR_TESTS_ONLY,
+        ..config
+    });
+    for (id, login, role) in [("op1", "sam", "support"), ("op2", "ana", "analyst")] {
+        state
+            .store
+            .insert_operator(&Operator {
+                id: id.into(),
+                login: login.into(),
+                display_name: format!("Name of {login}"),
+                role: role.into(),
+                password_hash: Some(
+                    hash_password(PASSWORD, PasswordParams::INSECURE_FOR_TESTS_ONLY).unwrap(),
+                ),
+                totp_secret: None,
+                totp_last_step: None,
+                language: None,
+                created_at: 0,
+                password_changed_at: Some(0),
+                disabled_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let app =
+        build_app(state.clone()).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
+    TestApp {
+        app,
+        state,
+        _dir: dir,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| !v.contains("Max-Age=0"))
+            .map(|v| v.split(';').next().unwrap().to_string())
+    }
+
+    fn csrf(&self) -> String {
+        let p = "name=\"csrf\" value=\"";
+        let i = self.body.find(p).unwrap() + p.len();
+        self.body[i..i + 64].to_string()
+    }
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    body: Option<String>,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(b))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).to_string(),
+    }
+}
+
+/// Signs `login` in; returns the session cookie (`name=value`).
+async fn sign_in(t: &TestApp, login: &str) -> String {
+    let page = call(&t.app, "GET", "/console/login", None, None, &[]).await;
+    let pre = page.cookie().expect("a form cookie");
+    assert!(pre.starts_with("__Host-tutela-form="), "{pre}");
+    let body = format!(
+        "csrf={}&login={login}&password={}",
+        page.csrf(),
+        PASSWORD.replace(' ', "+")
+    );
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/login",
+        Some(&pre),
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let set: Vec<&str> = res
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("__Host-tutela-session="))
+        .expect("session cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("__Host-tutela-form=;") && c.contains("Max-Age=0")),
+        "the form cookie is dropped"
+    );
+    session.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_too_old() {
+    // Idle expiry.
+    let t = app(ConsoleConfig {
+        session_idle_secs: 1,
+        ..ConsoleConfig::default()
+    })
+    .await;
+    let cookie = sign_in(&t, "sam").await;
+    assert_eq!(
+        call(&t.app, "GET", "/console", Some(&cookie), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = call(&t.app, "GET", "/console", Some(&cookie), None, &[]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers[header::LOCATION], "/console/login");
+    assert_eq!(
+        t.state.store.session_count("op1").await.unwrap(),
+        0,
+        "the ended session is deleted"
+    );
+
+    // Absolute expiry, even while in use.
+    let t = app(ConsoleConfig {
+        session_max_secs: 2,
+        ..ConsoleConfig::default()
+    })
+    .await;
+    let cookie = sign_in(&t, "ana").await;
+    for _ in 0..3 {
+        assert_eq!(
+            call(&t.app, "GET", "/console", Some(&cookie), None, &[])
+                .await
+                .status,
+            StatusCode::OK
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        call(&t.app, "GET", "/console", Some(&cookie), None, &[])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn forms_need_their_cookie_and_pages_are_private() {
+    let t = app(ConsoleConfig::default()).await;
+    // A sign-in without the form cookie (e.g. cookies refused, or a forged cross-site form).
+    let page = call(&t.app, "GET", "/console/login", None, None, &[]).await;
+    let body = format!("csrf={}&login=sam&password=x", page.csrf());
+    let res = call(&t.app, "POST", "/console/login", None, Some(body), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.body.contains("refuses cookies"), "{}", res.body);
+    // A token from another browser's form cookie does not fit this one.
+    let other = call(&t.app, "GET", "/console/login", None, None, &[]).await;
+    let body = format!(
+        "csrf={}&login=sam&password={}",
+        other.csrf(),
+        PASSWORD.replace(' ', "+")
+    );
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/login",
+        Some(&page.cookie().unwrap()),
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+
+    // Console pages are never cached, carry the strict CSP, and redirect when signed out.
+    let res = call(&t.app, "GET", "/console/operators", None, None, &[]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.headers[header::LOCATION], "/console/login");
+    let cookie = sign_in(&t, "sam").await;
+    let res = call(&t.app, "GET", "/console/register", Some(&cookie), None, &[]).await;
+    assert_eq!(res.headers[header::CACHE_CONTROL], "no-store");
+    let csp = res.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'"));
+    assert!(
+        !res.body.contains("<script") && !res.body.contains("style="),
+        "no inline code"
+    );
+    let css = call(
+        &t.app,
+        "GET",
+        "/console/assets/console.css",
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    // Unknown console paths: 404 for the signed in.
+    let res = call(
+        &t.app,
+        "GET",
+        "/console/nothing-here",
+        Some(&cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_console_speaks_the_operators_language() {
+    let t = app(ConsoleConfig::default()).await;
+    let fr = call(
+        &t.app,
+        "GET",
+        "/console/login",
+        None,
+        None,
+        &[("accept-language", "fr-FR,fr;q=0.9")],
+    )
+    .await;
+    assert!(
+        fr.body.contains("<html lang=\"fr\"") && fr.body.contains("Connexion"),
+        "{}",
+        fr.body
+    );
+    let en = call(
+        &t.app,
+        "GET",
+        "/console/login?lang=en",
+        None,
+        None,
+        &[("accept-language", "fr")],
+    )
+    .await;
+    assert!(en.body.contains("<html lang=\"en\"") && en.body.contains("Sign in"));
+    // Once chosen in the account, the operator's language wins over the browser's.
+    let cookie = sign_in(&t, "sam").await;
+    let account = call(&t.app, "GET", "/console/account", Some(&cookie), None, &[]).await;
+    let body = format!("csrf={}&lang=fr", account.csrf());
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/account/language",
+        Some(&cookie),
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let home = call(
+        &t.app,
+        "GET",
+        "/console",
+        Some(&cookie),
+        None,
+        &[("accept-language", "en")],
+    )
+    .await;
+    assert!(home.body.contains("Vue d’ensemble"), "{}", home.body);
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_counted_and_throttled_in_process() {
+    let t = app(ConsoleConfig::default()).await;
+    let page = call(&t.app, "GET", "/console/login", None, None, &[]).await;
+    let pre = page.cookie().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let body = format!("csrf={}&login=sam&password=nope", page.csrf());
+        statuses.push(
+            call(
+                &t.app,
+                "POST",
+                "/console/login",
+                Some(&pre),
+                Some(body),
+                &[],
+            )
+            .await
+            .status
+            .as_u16(),
+        );
+    }
+    // Three free failures, then the (account, address) pair waits.
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    assert_eq!(t.state.console.password_checks(), 3);
+    assert_eq!(t.state.console.throttled(), 3);
+    // Unknown logins cost a check too (a dummy hash), so timing does not reveal who exists.
+    let body = format!("csrf={}&login=nobody-here&password=nope", page.csrf());
+    assert_eq!(
+        call(
+            &t.app,
+            "POST",
+            "/console/login",
+            Some(&pre),
+            Some(body),
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(t.state.console.password_checks(), 4);
+    let events = t.state.store.operator_events(10, None).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.event == "login_failed").count(),
+        4
+    );
+    assert!(
+        events.iter().any(|e| e.operator_id.is_none()),
+        "unknown login recorded without the typed name"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.detail.as_deref() != Some("nobody-here"))
+    );
+}
