@@ -411,3 +411,34 @@ async fn wrong_passwords_are_counted_and_throttled_in_process() {
             .all(|e| e.detail.as_deref() != Some("nobody-here"))
     );
 }
+
+#[tokio::test]
+async fn the_analytics_dashboard_opens_for_operators_who_may_view_analytics() {
+    let t = app(ConsoleConfig::default()).await;
+    let analyst = sign_in(&t, "ana").await;
+    let page = call(
+        &t.app,
+        "GET",
+        "/analytics/sites/1",
+        Some(&analyst),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<svg class=\"line\""));
+    // Support staff have no analytics permission: back to the sign-in form.
+    let support = sign_in(&t, "sam").await;
+    let page = call(
+        &t.app,
+        "GET",
+        "/analytics/sites/1",
+        Some(&support),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let page = call(&t.app, "GET", "/analytics/sites/1", None, None, &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+}

@@ -31,9 +31,12 @@ web analytics: /matomo.php, /piwik.php (collector), /matomo.js, /piwik.js, /tute
 sites that may send hits are [[sites]] tables in tutela.toml (default: site 1, localhost);
 the consent banner /consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
 /api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read),
-and the operators' console at /console.
+and the operators' console at /console; web analytics: /matomo.php and /piwik.php (collector),
+/matomo.js, /piwik.js and /tutela.js (tracker), /optout, /analytics (dashboard) and
+/api/v1/analytics/… (reports, rights hooks). Sites that may send hits are [[sites]] tables in
+tutela.toml (default: site 1, localhost).
 On first start the vault's key file is created (DATA_DIR/master.key, or TUTELA_MASTER_KEY_FILE):
-back it up. The retention job (vault records and consent records) runs every 10 minutes
+back it up. The retention job (vault records, consent records, analytics days and salts) runs every 10 minutes
 ([retention] interval, or TUTELA_RETENTION_INTERVAL=\"1 hour\" / \"off\").
 E-mail: [mail] in tutela.toml or TUTELA_MAIL_TRANSPORT (default: .eml files in <data_dir>/outbox).
 Once listening, the address is printed on standard output as `listening on http://ADDR`. While no

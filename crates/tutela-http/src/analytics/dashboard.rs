@@ -1,6 +1,7 @@
 //! The analytics dashboard: server-rendered HTML with SVG charts, no script, no inline style.
 //!
-//! Until the operator console exists, it is reached with an API token holding `analytics:read`:
+//! Operators signed in to the console (`/console`) whose role holds `ViewAnalytics` (analyst, DPO,
+//! admin) see it directly. It can also be reached with an API token holding `analytics:read`:
 //! the token is posted once to `/analytics/login` (never put in a URL), and the browser gets a
 //! short-lived `HttpOnly`, `SameSite=Strict` cookie holding a random reference to a server-side
 //! session. Every page checks that the token behind the session is still valid.
@@ -19,6 +20,7 @@ use tutela_domain::scope::Scope;
 use super::api::{RangeQuery, range, report_error};
 use super::collect::{cookies, esc};
 use crate::AppState;
+use crate::console::Permission;
 use crate::error::{ApiError, ErrorCode};
 
 /// The dashboard session cookie.
@@ -80,6 +82,18 @@ fn secure(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes() == b"https")
+}
+
+/// Whether the request may see the dashboard: a console operator allowed to view analytics, or a
+/// live token session.
+async fn allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    if crate::console::signed_in_role(state, headers)
+        .await
+        .is_some_and(|role| role.can(Permission::ViewAnalytics))
+    {
+        return true;
+    }
+    logged_in(state, headers).await.is_some()
 }
 
 /// The session's token, if the session is live and the token still valid with `analytics:read`.
@@ -167,7 +181,7 @@ pub(crate) async fn index(
     Query(q): Query<DashQuery>,
 ) -> Response {
     let l = lang(&headers, q.lang.as_deref());
-    if logged_in(&state, &headers).await.is_some()
+    if allowed(&state, &headers).await
         && let Some(site) = state.analytics.analytics.sites().first()
     {
         return (
@@ -260,7 +274,7 @@ pub(crate) async fn site(
     Query(q): Query<DashQuery>,
 ) -> Response {
     let l = lang(&headers, q.lang.as_deref());
-    if logged_in(&state, &headers).await.is_none() {
+    if !allowed(&state, &headers).await {
         return (
             StatusCode::SEE_OTHER,
             [(header::LOCATION, "/analytics".to_string())],

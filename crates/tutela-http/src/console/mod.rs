@@ -23,6 +23,16 @@ mod subjects;
 pub mod throttle;
 mod web;
 
+/// The role of the operator fully signed in on this request, if any: for areas that sit behind the
+/// console without being part of it (the analytics dashboard).
+pub(crate) async fn signed_in_role(
+    state: &crate::AppState,
+    headers: &axum::http::HeaderMap,
+) -> Option<Role> {
+    let found = web::find_session(state, headers).await.ok()??;
+    (found.row.stage == "active").then_some(found.role)
+}
+
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
