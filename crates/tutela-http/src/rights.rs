@@ -1274,6 +1274,37 @@ async fn package_page(
     package_view_page(&state, &lang, &token, false, None, None, StatusCode::OK).await
 }
 
+/// What both package forms check first: a fresh form token, a running engine, a well-formed
+/// package token. On failure, the page (or error) to answer with.
+async fn package_form_checks<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    lang: &str,
+    token: &str,
+    input: &CodeForm,
+    code_sent: bool,
+) -> Result<&'s RightsService, Response> {
+    if !form_ok(state, headers, input.form_token.as_deref()) {
+        return Err(package_view_page(
+            state,
+            lang,
+            token,
+            code_sent,
+            None,
+            Some(texts(lang).expired_form),
+            StatusCode::BAD_REQUEST,
+        )
+        .await);
+    }
+    let Ok(svc) = service(state) else {
+        return Err(package_view_page(state, lang, token, false, None, None, StatusCode::OK).await);
+    };
+    if !valid_token(token) {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such package").into_response());
+    }
+    Ok(svc)
+}
+
 async fn package_code(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1283,24 +1314,10 @@ async fn package_code(
 ) -> Response {
     let lang = language(&state, &headers, &q);
     let t = texts(&lang);
-    if !form_ok(&state, &headers, input.form_token.as_deref()) {
-        return package_view_page(
-            &state,
-            &lang,
-            &token,
-            false,
-            None,
-            Some(t.expired_form),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let Ok(svc) = service(&state) else {
-        return package_view_page(&state, &lang, &token, false, None, None, StatusCode::OK).await;
+    let svc = match package_form_checks(&state, &headers, &lang, &token, &input, false).await {
+        Ok(svc) => svc,
+        Err(page) => return page,
     };
-    if !valid_token(&token) {
-        return ApiError::new(ErrorCode::NotFound, "no such package").into_response();
-    }
     match svc.send_download_code(&token, Timestamp::now()).await {
         Ok(VerificationRoute::EmailSent) => {
             package_view_page(
@@ -1356,25 +1373,10 @@ async fn package_download(
     Form(input): Form<CodeForm>,
 ) -> Response {
     let lang = language(&state, &headers, &q);
-    let t = texts(&lang);
-    if !form_ok(&state, &headers, input.form_token.as_deref()) {
-        return package_view_page(
-            &state,
-            &lang,
-            &token,
-            true,
-            None,
-            Some(t.expired_form),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let Ok(svc) = service(&state) else {
-        return package_view_page(&state, &lang, &token, false, None, None, StatusCode::OK).await;
+    let svc = match package_form_checks(&state, &headers, &lang, &token, &input, true).await {
+        Ok(svc) => svc,
+        Err(page) => return page,
     };
-    if !valid_token(&token) {
-        return ApiError::new(ErrorCode::NotFound, "no such package").into_response();
-    }
     let code = input.code.unwrap_or_default();
     if code.len() > 16 {
         return package_view_page(
