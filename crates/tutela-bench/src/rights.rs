@@ -136,6 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 kind,
                 channel: Channel::Api,
                 lang: "en".into(),
+                details: Default::default(),
                 identifier_kind: IdentifierKind::Email,
                 identifier: email(i),
                 contact_email: None,

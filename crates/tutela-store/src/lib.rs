@@ -32,7 +32,7 @@ pub use consent::{
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use operators::{Operator, OperatorEvent, SessionRow, SetupLink};
 pub use rights::{
-    Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage, RightsRequestRow,
+    Filed, HistoryCheck, history_hash, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage, RightsRequestRow,
     RightsStatusUpdate, RightsStep,
 };
 pub use tokens::ApiToken;
