@@ -145,6 +145,14 @@ impl AnalyticsSource {
                     .unwrap_or(0);
             }
         }
+        if out.deleted > 0 {
+            // On SQLite, fold the WAL into the main file, where secure_delete zeroed the rows.
+            self.analytics
+                .store()
+                .vault_flush_erased()
+                .await
+                .map_err(|e| SourceError::Temporary(format!("analytics storage: {e}")))?;
+        }
         Ok(out)
     }
 
