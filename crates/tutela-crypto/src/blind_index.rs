@@ -443,7 +443,11 @@ mod tests {
         );
         assert!(n(IdentifierKind::VisitorId, "xyz").is_err());
         assert_eq!(
-            n(IdentifierKind::ConsentId, " 6F1C2A3B-0000-4000-8000-00000000ABCD ").unwrap(),
+            n(
+                IdentifierKind::ConsentId,
+                " 6F1C2A3B-0000-4000-8000-00000000ABCD "
+            )
+            .unwrap(),
             "6f1c2a3b-0000-4000-8000-00000000abcd"
         );
         assert!(n(IdentifierKind::ConsentId, "not a uuid").is_err());

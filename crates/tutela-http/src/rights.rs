@@ -187,7 +187,11 @@ const EN: PortalText = PortalText {
     after_death_title: "Instructions for after your death",
     after_death_hint: "Only for the request \"instructions for after my death\": what we should do with your data, and who carries it out.",
     directive_label: "What should we do with your data?",
-    directives: ["Erase it", "Give a copy to the person below, then erase it", "Keep it as it is (the person below may ask later)"],
+    directives: [
+        "Erase it",
+        "Give a copy to the person below, then erase it",
+        "Keep it as it is (the person below may ask later)",
+    ],
     executor_name_label: "Person who carries out these instructions (name)",
     executor_contact_label: "How to reach them (e-mail or postal address)",
 };
@@ -243,7 +247,11 @@ const FR: PortalText = PortalText {
     after_death_title: "Directives pour après votre décès",
     after_death_hint: "Uniquement pour la demande « directives pour après mon décès » : ce que nous devons faire de vos données, et qui s'en charge.",
     directive_label: "Que devons-nous faire de vos données ?",
-    directives: ["Les effacer", "En remettre une copie à la personne ci-dessous, puis les effacer", "Les conserver telles quelles (la personne ci-dessous pourra les demander)"],
+    directives: [
+        "Les effacer",
+        "En remettre une copie à la personne ci-dessous, puis les effacer",
+        "Les conserver telles quelles (la personne ci-dessous pourra les demander)",
+    ],
     executor_name_label: "Personne chargée d'exécuter ces directives (nom)",
     executor_contact_label: "Comment la joindre (courriel ou adresse postale)",
 };
@@ -471,7 +479,9 @@ fn form_view(
                 )
             })
             .collect(),
-        executor_name: input.and_then(|f| f.executor_name.clone()).unwrap_or_default(),
+        executor_name: input
+            .and_then(|f| f.executor_name.clone())
+            .unwrap_or_default(),
         executor_contact: input
             .and_then(|f| f.executor_contact.clone())
             .unwrap_or_default(),
@@ -989,9 +999,12 @@ fn api_details(body: &ApiRequest) -> Result<RequestDetails, ApiError> {
     }
     let mut extra = Vec::new();
     for i in &body.extra_identifiers {
-        let kind: IdentifierKind = i.kind.parse().map_err(|e: tutela_crypto::IdentifierError| {
-            ApiError::new(ErrorCode::BadRequest, e.to_string())
-        })?;
+        let kind: IdentifierKind =
+            i.kind
+                .parse()
+                .map_err(|e: tutela_crypto::IdentifierError| {
+                    ApiError::new(ErrorCode::BadRequest, e.to_string())
+                })?;
         extra.push((kind, i.value.clone()));
     }
     let after_death = match &body.after_death {

@@ -490,7 +490,12 @@ async fn rights_requests_pages_are_for_those_who_handle_them() {
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{login} without csrf");
     }
     assert_eq!(
-        t.state.store.rights_requests_due(i64::MAX, 10).await.unwrap().len(),
+        t.state
+            .store
+            .rights_requests_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .len(),
         0,
         "nothing was recorded"
     );

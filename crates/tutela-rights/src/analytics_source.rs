@@ -233,10 +233,7 @@ impl Source for AnalyticsSource {
         Box::pin(self.stop_and_erase(subject))
     }
 
-    fn withdraw<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<Erased, SourceError>> {
+    fn withdraw<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erased, SourceError>> {
         Box::pin(self.stop_and_erase(subject))
     }
 }

@@ -267,10 +267,7 @@ impl Source for ConsentSource {
         Box::pin(async { Ok(0) })
     }
 
-    fn withdraw<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<Erased, SourceError>> {
+    fn withdraw<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erased, SourceError>> {
         Box::pin(self.do_withdraw(subject))
     }
 }

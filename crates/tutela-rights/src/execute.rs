@@ -413,12 +413,19 @@ impl Executor {
             if accessed && !erased {
                 let zip =
                     crate::package::build_zip(self.svc.register(), &view.lang, &view, &results)
-                        .map_err(|e| RightsError::Invalid(format!("cannot build the package: {e}")))?;
+                        .map_err(|e| {
+                            RightsError::Invalid(format!("cannot build the package: {e}"))
+                        })?;
                 let token = self.svc.store_package(&view, zip, now).await?;
                 self.plan(id, "erase", actor, now).await?;
                 self.svc
                     .store()
-                    .note_rights_event(id, "after_death_copy_ready_erasure_planned", actor, now.as_second())
+                    .note_rights_event(
+                        id,
+                        "after_death_copy_ready_erasure_planned",
+                        actor,
+                        now.as_second(),
+                    )
                     .await?;
                 return Ok(Some(token));
             }

@@ -29,8 +29,8 @@ pub mod vault_source;
 pub use keys::RightsKeys;
 pub use mail::{MailError, Mailer, Transport};
 pub use service::{
-    AfterDeathDirective, AfterDeathInstructions, MAX_EXTRA_IDENTIFIERS, RequestDetails,
-    Channel, FormToken, MAX_IDENTIFIER_CHARS, MAX_TEXT_CHARS, PackageInfo, Receipt, RequestView,
+    AfterDeathDirective, AfterDeathInstructions, Channel, FormToken, MAX_EXTRA_IDENTIFIERS,
+    MAX_IDENTIFIER_CHARS, MAX_TEXT_CHARS, PackageInfo, Receipt, RequestDetails, RequestView,
     RightsConfig, RightsService, Submission, VerificationRoute, VerifyOutcome, assertion_signature,
 };
 

@@ -134,7 +134,10 @@ mod kinds_serde {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use tutela_crypto::IdentifierKind;
 
-    pub fn serialize<S: Serializer>(v: &[(IdentifierKind, String)], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        v: &[(IdentifierKind, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         v.iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect::<Vec<_>>()

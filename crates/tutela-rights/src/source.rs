@@ -86,10 +86,7 @@ pub trait Source: Send + Sync {
     }
     /// Consent withdrawal (art. 7(3)): record it and stop what rested on the consent. Only
     /// sources whose `supports("withdraw")` is true are asked.
-    fn withdraw<'a>(
-        &'a self,
-        _subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<Erased, SourceError>> {
+    fn withdraw<'a>(&'a self, _subject: &'a Subject) -> BoxFuture<'a, Result<Erased, SourceError>> {
         Box::pin(async {
             Err(SourceError::Permanent(
                 "this source holds no processing based on consent".into(),

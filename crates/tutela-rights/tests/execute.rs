@@ -677,8 +677,13 @@ async fn execution_end_to_end_on_mysql_platform() {
     let mut admin = match sqlx::AnyConnection::connect(&base).await {
         Ok(c) => c,
         Err(e) => {
-            assert!(!ci, "CI is set but MySQL/MariaDB is unreachable at {base}: {e}");
-            eprintln!("skipped on MySQL: no server (set TUTELA_TEST_MYSQL_URL=mysql://… to run it)");
+            assert!(
+                !ci,
+                "CI is set but MySQL/MariaDB is unreachable at {base}: {e}"
+            );
+            eprintln!(
+                "skipped on MySQL: no server (set TUTELA_TEST_MYSQL_URL=mysql://… to run it)"
+            );
             return;
         }
     };

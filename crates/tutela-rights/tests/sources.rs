@@ -355,7 +355,10 @@ async fn run(platform_url: &str, data_dir: &Path) {
     };
     let alice_ids = RequestDetails {
         extra_identifiers: vec![
-            (IdentifierKind::VisitorId, ALICE_VISITOR.to_ascii_uppercase()),
+            (
+                IdentifierKind::VisitorId,
+                ALICE_VISITOR.to_ascii_uppercase(),
+            ),
             (IdentifierKind::ConsentId, ALICE_CONSENT.into()),
         ],
         after_death: None,
@@ -374,10 +377,7 @@ async fn run(platform_url: &str, data_dir: &Path) {
     // Vault: the account name and the security log.
     let vault_recs = of("vault");
     assert_eq!(vault_recs.len(), 2);
-    let name = vault_recs
-        .iter()
-        .find(|r| r["category"] == "name")
-        .unwrap();
+    let name = vault_recs.iter().find(|r| r["category"] == "name").unwrap();
     assert_eq!(name["purpose"], "recruitment");
     assert_eq!(name["fields"]["name"], "Alice Vaultname");
     // Analytics: Alice's two page views, minimised (no query string, half IP), not Bob's.
@@ -409,7 +409,11 @@ async fn run(platform_url: &str, data_dir: &Path) {
     let c = &consents[0]["fields"];
     assert_eq!(c["consent_id"], ALICE_CONSENT);
     assert_eq!(
-        (c["analytics"].as_str(), c["functional"].as_str(), c["targeting"].as_str()),
+        (
+            c["analytics"].as_str(),
+            c["functional"].as_str(),
+            c["targeting"].as_str()
+        ),
         (Some("granted"), Some("granted"), Some("refused"))
     );
     assert_eq!(c["method"], "banner");
@@ -417,7 +421,11 @@ async fn run(platform_url: &str, data_dir: &Path) {
     // The platform: users, apps, invoices.
     let platform = of("sql:platform");
     assert_eq!(platform.len(), 3);
-    assert!(platform.iter().any(|r| r["fields"]["name"] == "Alice Martin"));
+    assert!(
+        platform
+            .iter()
+            .any(|r| r["fields"]["name"] == "Alice Martin")
+    );
     assert_eq!(records.len(), 2 + 2 + 1 + 3);
     assert!(files.contains_key("analytics-analytics_events.csv"));
     assert!(files.contains_key("consent-consent_records.csv"));
@@ -425,11 +433,18 @@ async fn run(platform_url: &str, data_dir: &Path) {
     assert!(csv.lines().next().unwrap().contains("url"));
     assert_eq!(csv.lines().count(), 3, "header and two events");
     let report = &files["report.html"];
-    assert!(report.contains("analytics / analytics_events: 2"), "{report}");
+    assert!(
+        report.contains("analytics / analytics_events: 2"),
+        "{report}"
+    );
 
     // ---- portability: what the subject provided (analytics events are observed: included) --
     let (_, pfiles) = w
-        .handle(w.sub(RightKind::Portability, "alice@example.org", alice_ids.clone()))
+        .handle(w.sub(
+            RightKind::Portability,
+            "alice@example.org",
+            alice_ids.clone(),
+        ))
         .await;
     let pfiles = pfiles.unwrap();
     assert!(pfiles.contains_key("analytics-analytics_events.csv"));
@@ -474,7 +489,11 @@ async fn run(platform_url: &str, data_dir: &Path) {
     assert!(consent_kept["kept"][0]["until"].as_str().is_some());
     assert!(efiles["report.html"].contains("proof of consent"));
     assert_eq!(events_of(&analytics, ALICE_VISITOR).await, 0);
-    assert_eq!(events_of(&analytics, OTHER_VISITOR).await, 1, "others untouched");
+    assert_eq!(
+        events_of(&analytics, OTHER_VISITOR).await,
+        1,
+        "others untouched"
+    );
     assert_eq!(events_of(&analytics, BOB_VISITOR).await, 1);
     let alice = Subject {
         identifiers: vec![(IdentifierKind::Email, "alice@example.org".into())],
@@ -495,7 +514,11 @@ async fn run(platform_url: &str, data_dir: &Path) {
         .await;
     let recs = store.consent_records(ALICE_CONSENT, 10).await.unwrap();
     assert_eq!(recs.len(), 2);
-    assert_eq!(recs[0].analytics, Some(true), "the first record is unchanged");
+    assert_eq!(
+        recs[0].analytics,
+        Some(true),
+        "the first record is unchanged"
+    );
     assert_eq!(
         (recs[1].analytics, recs[1].functional, recs[1].targeting),
         (Some(false), Some(false), Some(false))
@@ -514,7 +537,11 @@ async fn run(platform_url: &str, data_dir: &Path) {
     let steps = w.svc.steps(&wid).await.unwrap();
     let mut planned: Vec<&str> = steps.iter().map(|s| s.source.as_str()).collect();
     planned.sort_unstable();
-    assert_eq!(planned, ["analytics", "consent"], "only sources that hold consent-based processing");
+    assert_eq!(
+        planned,
+        ["analytics", "consent"],
+        "only sources that hold consent-based processing"
+    );
     // Withdrawing twice adds nothing.
     w.handle(w.sub(
         RightKind::ConsentWithdrawal,
@@ -522,7 +549,14 @@ async fn run(platform_url: &str, data_dir: &Path) {
         alice_ids.clone(),
     ))
     .await;
-    assert_eq!(store.consent_records(ALICE_CONSENT, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .consent_records(ALICE_CONSENT, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // ---- objection (legitimate interest: analytics): opt-out on the server and deletion ------
     let bob_ids = RequestDetails {
@@ -549,8 +583,8 @@ async fn run(platform_url: &str, data_dir: &Path) {
     assert_eq!(outcome.len(), 1);
     assert_eq!(outcome[0].source, "analytics");
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(outcome[0].outcome.as_deref().unwrap())
-            .unwrap()["deleted"],
+        serde_json::from_str::<serde_json::Value>(outcome[0].outcome.as_deref().unwrap()).unwrap()
+            ["deleted"],
         1
     );
     // Another node (a fresh service on the same store) refuses Bob's hits too.
@@ -568,7 +602,11 @@ async fn run(platform_url: &str, data_dir: &Path) {
 
     // ---- restriction: flagged in the vault and on the platform --------------------------------
     let (rid, _) = w
-        .handle(w.sub(RightKind::Restriction, "bob@example.org", RequestDetails::default()))
+        .handle(w.sub(
+            RightKind::Restriction,
+            "bob@example.org",
+            RequestDetails::default(),
+        ))
         .await;
     let rsteps = w.svc.steps(&rid).await.unwrap();
     let restricted = |src: &str| -> u64 {
@@ -619,11 +657,19 @@ async fn run(platform_url: &str, data_dir: &Path) {
             .is_err(),
         "instructions only on an after-death request"
     );
-    let mut notice = w.sub(RightKind::DeathNotice, "bob@example.org", RequestDetails::default());
+    let mut notice = w.sub(
+        RightKind::DeathNotice,
+        "bob@example.org",
+        RequestDetails::default(),
+    );
     notice.channel = Channel::Post;
     let (did, _) = w.handle(notice).await;
     let dsteps = w.svc.steps(&did).await.unwrap();
-    assert!(dsteps.iter().all(|s| s.action == "erase" && s.status == "done"));
+    assert!(
+        dsteps
+            .iter()
+            .all(|s| s.action == "erase" && s.status == "done")
+    );
     assert_eq!(dsteps.len(), 4);
     let history: Vec<String> = w
         .svc
@@ -633,7 +679,10 @@ async fn run(platform_url: &str, data_dir: &Path) {
         .into_iter()
         .map(|h| h.event)
         .collect();
-    assert!(history.contains(&"after_death_directive:erase".to_string()), "{history:?}");
+    assert!(
+        history.contains(&"after_death_directive:erase".to_string()),
+        "{history:?}"
+    );
     let bob = Subject {
         identifiers: vec![(IdentifierKind::Email, "bob@example.org".into())],
     };
@@ -781,8 +830,13 @@ async fn mysql_url() -> Option<String> {
             Some(url)
         }
         Err(e) => {
-            assert!(!ci, "CI is set but MySQL/MariaDB is unreachable at {url}: {e}");
-            eprintln!("skipped on MySQL: no server (set TUTELA_TEST_MYSQL_URL=mysql://… to run it)");
+            assert!(
+                !ci,
+                "CI is set but MySQL/MariaDB is unreachable at {url}: {e}"
+            );
+            eprintln!(
+                "skipped on MySQL: no server (set TUTELA_TEST_MYSQL_URL=mysql://… to run it)"
+            );
             None
         }
     }

@@ -565,7 +565,10 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     let page = b
         .accept_invitation(&invites[2], "a data protection passphrase")
         .await;
-    assert_eq!(page, "/console/enroll", "the DPO must enrol a second factor");
+    assert_eq!(
+        page, "/console/enroll",
+        "the DPO must enrol a second factor"
+    );
     let key =
         b.c.find(Locator::Id("manual-key"))
             .await
@@ -581,7 +584,10 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     for a in b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap() {
         labels.push(a.text().await.unwrap());
     }
-    assert!(labels.contains(&"Rights requests".to_string()), "{labels:?}");
+    assert!(
+        labels.contains(&"Rights requests".to_string()),
+        "{labels:?}"
+    );
     b.go("/console/rights").await;
     assert!(b.text().await.contains("No open request."));
     b.shot("21-dpo-rights-empty").await;

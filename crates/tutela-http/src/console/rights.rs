@@ -252,12 +252,7 @@ fn valid_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn list_page(
-    state: &AppState,
-    signed: &Signed,
-    rows: Vec<Row>,
-    flash: Option<Flash>,
-) -> Response {
+fn list_page(state: &AppState, signed: &Signed, rows: Vec<Row>, flash: Option<Flash>) -> Response {
     let w = words(signed.t);
     let l = lang(signed.t);
     let mut chrome = signed.chrome(state, w.title, "/console/rights");
@@ -511,7 +506,11 @@ async fn detail_page(
         Some(seq) => super::i18n::fill(w.chain_broken, &[("seq", &seq.to_string())]),
     };
     let (class, label) = urgency(v.urgency, w);
-    let mut chrome = signed.chrome(state, &format!("{} {}", w.detail_title, v.id), "/console/rights");
+    let mut chrome = signed.chrome(
+        state,
+        &format!("{} {}", w.detail_title, v.id),
+        "/console/rights",
+    );
     chrome.flash = flash;
     let page = DetailPage {
         chrome,
@@ -621,7 +620,14 @@ pub(crate) async fn act(
     signed.require(Permission::HandleRightsRequests)?;
     let svc = service(&state, &signed)?;
     let w = words(signed.t);
-    if !valid_id(&id) || svc.status(&id, Timestamp::now()).await.ok().flatten().is_none() {
+    if !valid_id(&id)
+        || svc
+            .status(&id, Timestamp::now())
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    {
         let mut res = list_page(
             &state,
             &signed,
@@ -638,7 +644,13 @@ pub(crate) async fn act(
     let mut done = "done";
     let outcome: std::result::Result<Option<String>, RightsError> = match form.action.as_str() {
         "verify" => svc
-            .transition(&id, &Event::Verified, Some(&format!("dpo:{}", signed.operator.id)), &actor, now)
+            .transition(
+                &id,
+                &Event::Verified,
+                Some(&format!("dpo:{}", signed.operator.id)),
+                &actor,
+                now,
+            )
             .await
             .map(|_| None),
         "ask_more_information" => svc
@@ -720,7 +732,9 @@ pub(crate) async fn act(
             record(&state, Some(&signed.operator.id), &action, Some(&id)).await;
             match message {
                 Some(m) => detail_page(&state, &signed, &id, Flash::ok(m)).await,
-                None => Ok(Redirect::to(&format!("/console/rights/{id}?ok={done}")).into_response()),
+                None => {
+                    Ok(Redirect::to(&format!("/console/rights/{id}?ok={done}")).into_response())
+                }
             }
         }
         Err(
