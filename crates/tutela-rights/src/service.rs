@@ -523,7 +523,24 @@ impl RightsService {
     /// then starts identity verification: an e-mailed code and link when there is an address
     /// to write to, otherwise the DPO's manual check.
     pub async fn file(&self, sub: Submission, actor: &str, now: Timestamp) -> Result<Receipt> {
-        let (row, merged) = self.file_only(&sub, actor, now).await?;
+        self.file_received(sub, actor, now, now).await
+    }
+
+    /// Like [`RightsService::file`] for a request received earlier than `now` (a letter opened
+    /// late): the deadline counts from `received`, the verification code from `now`.
+    pub async fn file_received(
+        &self,
+        sub: Submission,
+        actor: &str,
+        received: Timestamp,
+        now: Timestamp,
+    ) -> Result<Receipt> {
+        if received > now {
+            return Err(RightsError::Invalid(
+                "the date of receipt is in the future".into(),
+            ));
+        }
+        let (row, merged) = self.file_only(&sub, actor, received).await?;
         let state = RequestState::parse(&row.state).unwrap_or(RequestState::Received);
         let route = if state.is_verified() {
             VerificationRoute::AlreadyVerified

@@ -417,7 +417,7 @@ pub(crate) async fn record_request(
         text: form.text.as_str().to_string(),
     };
     let actor = format!("operator:{}", signed.operator.id);
-    let receipt = match svc.file(sub, &actor, at).await {
+    let receipt = match svc.file_received(sub, &actor, at, now).await {
         Ok(r) => r,
         Err(RightsError::Invalid(m)) => return refuse(m).await,
         Err(e) => return Err(signed.internal("record rights request", e)),
@@ -748,5 +748,31 @@ pub(crate) async fn act(
             Ok(res)
         }
         Err(e) => Err(signed.internal("rights action", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_receipt_dates_are_bounded() {
+        let now: Timestamp = "2026-03-31T15:00:00Z".parse().unwrap();
+        assert_eq!(received_at("", now), Some(now));
+        assert_eq!(received_at("2026-03-31", now), Some(now), "today: now");
+        assert_eq!(
+            received_at("2026-03-02", now),
+            Some("2026-03-02T12:00:00Z".parse().unwrap())
+        );
+        // One month back from 31 March is 28 February (month ends clamp).
+        assert!(received_at("2026-02-28", now).is_some());
+        assert_eq!(received_at("2026-02-27", now), None, "older than a month");
+        assert_eq!(received_at("2026-04-01", now), None, "in the future");
+        assert_eq!(received_at("31/03/2026", now), None);
+        assert_eq!(
+            end_of_day("2026-05-01"),
+            Some("2026-05-01T23:59:59Z".parse().unwrap())
+        );
+        assert_eq!(end_of_day("soon"), None);
     }
 }
