@@ -33,6 +33,7 @@ use tutela_vault::{Actor, BatchItem, IdentifierInput, RecordInput, Vault, VaultK
 const ALICE_VISITOR: &str = "a11ce0000000beef";
 const BOB_VISITOR: &str = "b0b0b0b0b0b0b0b0";
 const OTHER_VISITOR: &str = "0123456789abcdef";
+const CAROL_VISITOR: &str = "c0c0c0c0c0c0c0c0";
 const ALICE_CONSENT: &str = "6f1c2a3b-0000-4000-8000-00000000a11c";
 
 const SCHEMA: &str = "
@@ -687,6 +688,68 @@ async fn run(platform_url: &str, data_dir: &Path) {
         identifiers: vec![(IdentifierKind::Email, "bob@example.org".into())],
     };
     assert!(w.sql.access(&bob).await.unwrap().is_empty());
+
+    // Carol asked for a copy for her executor before erasure: the copy first, then the erasure.
+    assert!(matches!(
+        hit(&analytics, CAROL_VISITOR, "carol-page").await,
+        Prepared::Track(_)
+    ));
+    let carol_ids = |after_death| RequestDetails {
+        extra_identifiers: vec![(IdentifierKind::VisitorId, CAROL_VISITOR.into())],
+        after_death,
+    };
+    w.handle(w.sub(
+        RightKind::AfterDeathInstructions,
+        "carol@example.org",
+        carol_ids(Some(AfterDeathInstructions {
+            directive: AfterDeathDirective::CommunicateThenErase,
+            particular: String::new(),
+            executor_name: "Dan".into(),
+            executor_contact: "dan@example.org".into(),
+        })),
+    ))
+    .await;
+    let now = Timestamp::now();
+    let dn = w
+        .svc
+        .file_verified(
+            w.sub(RightKind::DeathNotice, "carol@example.org", carol_ids(None)),
+            "dpo:certificate",
+            "dpo",
+            now,
+        )
+        .await
+        .unwrap();
+    let cid = dn.request.id;
+    w.exec.start(&cid, "dpo", now).await.unwrap();
+    w.exec.run_due(now).await.unwrap();
+    assert!(
+        w.svc
+            .steps(&cid)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.action == "access")
+    );
+    let copy = w.exec.finish(&cid, "dpo", now).await.unwrap();
+    assert!(copy.is_some(), "the copy for the executor");
+    assert_eq!(
+        w.svc.status(&cid, now).await.unwrap().unwrap().state,
+        RequestState::InProgress,
+        "not answered before the erasure ran"
+    );
+    assert_eq!(
+        events_of(&analytics, CAROL_VISITOR).await,
+        1,
+        "copied, not yet erased"
+    );
+    w.exec.run_due(now).await.unwrap();
+    assert_eq!(events_of(&analytics, CAROL_VISITOR).await, 0);
+    w.exec.finish(&cid, "dpo", now).await.unwrap();
+    assert_eq!(
+        w.svc.status(&cid, now).await.unwrap().unwrap().state,
+        RequestState::Replied
+    );
 
     // ---- the history is tamper-evident ---------------------------------------------------
     let before = w.svc.verify_history(&oid).await.unwrap();
