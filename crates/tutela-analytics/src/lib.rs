@@ -16,9 +16,9 @@ pub mod ua;
 pub mod url;
 pub mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tutela_domain::Register;
@@ -140,6 +140,18 @@ struct Job {
 /// Salt kinds.
 const SALT_VISITOR: &str = "visitor";
 const SALT_DAILY: &str = "daily";
+/// The salt of the opt-out keys: one per site, never rotated (period 0).
+const SALT_OPTOUT: &str = "optout";
+/// How often a node reloads the opt-outs other nodes recorded (seconds).
+const OPTOUT_REFRESH_SECS: i64 = 60;
+
+/// Visitors who objected or withdrew consent through a rights request: `(site, key)`, where the
+/// key is a keyed hash of the visitor id under the site's opt-out salt.
+#[derive(Default)]
+struct OptOuts {
+    loaded_at: Option<i64>,
+    keys: HashSet<(i64, i64)>,
+}
 const DAY: i64 = 86_400;
 
 /// Current salt per (site, kind): (period start, salt).
@@ -156,6 +168,7 @@ pub struct Analytics {
     salts: Mutex<SaltCache>,
     queue: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
+    optouts: RwLock<OptOuts>,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -198,6 +211,7 @@ impl Analytics {
             salts: Mutex::new(HashMap::new()),
             queue: tx,
             permits: Arc::new(Semaphore::new(capacity)),
+            optouts: RwLock::new(OptOuts::default()),
             settings,
         });
         let tz: HashMap<i64, jiff::tz::TimeZone> = analytics
@@ -280,6 +294,22 @@ impl Analytics {
         }
         if client.gpc && self.settings.honour_gpc {
             return Ok(Prepared::Skip(Skip::GlobalPrivacyControl));
+        }
+        // An objection or a consent withdrawal made through a rights request, whatever the
+        // browser says (costs nothing while nobody has objected).
+        if let Some(id) = raw
+            .visitor_id
+            .as_deref()
+            .filter(|id| pseudonym::is_visitor_id(id))
+            && self
+                .visitor_opted_out(site.id, id, now.as_second())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot read the analytics opt-outs");
+                    Reject::NoPurpose
+                })?
+        {
+            return Ok(Prepared::Skip(Skip::OptedOut));
         }
 
         // The address: the trusted override or the connection's, halved before anything else.
@@ -576,6 +606,124 @@ impl Analytics {
             Some(p) => Ok(Some(self.store.analytics_erase_visitor(site_id, p).await?)),
             None => Ok(None),
         }
+    }
+}
+
+impl Analytics {
+    /// The key under which a visitor's opt-out is stored (not the cookie value, and unrelated
+    /// to the pseudonyms of the stored events).
+    async fn optout_key(&self, site_id: i64, visitor_id: &str) -> Result<i64, Error> {
+        let cached = self
+            .salts
+            .lock()
+            .expect("salt lock")
+            .get(&(site_id, SALT_OPTOUT))
+            .map(|(_, s)| s.clone());
+        let salt = match cached {
+            Some(s) => s,
+            None => {
+                let fresh = pseudonym::random_salt().map_err(Error::Rng)?;
+                let salt: Arc<[u8]> = self
+                    .store
+                    .analytics_salt(site_id, SALT_OPTOUT, 0, &fresh)
+                    .await?
+                    .into();
+                self.salts
+                    .lock()
+                    .expect("salt lock")
+                    .insert((site_id, SALT_OPTOUT), (0, salt.clone()));
+                salt
+            }
+        };
+        let id = visitor_id.to_ascii_lowercase();
+        Ok(pseudonym::pseudonym(
+            &salt,
+            site_id,
+            pseudonym::Source::Cookie,
+            &[b"optout", id.as_bytes()],
+        ))
+    }
+
+    /// Reloads the opt-outs when the local copy is older than a minute (other nodes' too). One
+    /// caller claims the reload; the others go on with the copy they have.
+    async fn refresh_optouts(&self, now: i64) -> Result<(), Error> {
+        let stale = |o: &OptOuts| {
+            o.loaded_at
+                .is_none_or(|t| now - t >= OPTOUT_REFRESH_SECS || now < t)
+        };
+        if !stale(&self.optouts.read().expect("optout lock")) {
+            return Ok(());
+        }
+        let first = {
+            let mut o = self.optouts.write().expect("optout lock");
+            if !stale(&o) {
+                return Ok(());
+            }
+            let first = o.loaded_at.is_none();
+            o.loaded_at = Some(now);
+            first
+        };
+        let loaded = self.store.analytics_optouts().await;
+        let keys: HashSet<(i64, i64)> = match loaded {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(site, k)| Some((site, i64::from_be_bytes(k.try_into().ok()?))))
+                .collect(),
+            Err(e) => {
+                if first {
+                    self.optouts.write().expect("optout lock").loaded_at = None;
+                }
+                return Err(e.into());
+            }
+        };
+        let mut o = self.optouts.write().expect("optout lock");
+        o.keys.extend(keys);
+        Ok(())
+    }
+
+    /// Whether the visitor whose tracker id is `visitor_id` objected or withdrew consent
+    /// through a rights request.
+    pub async fn visitor_opted_out(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        self.refresh_optouts(now).await?;
+        if self.optouts.read().expect("optout lock").keys.is_empty() {
+            return Ok(false);
+        }
+        let key = self.optout_key(site_id, visitor_id).await?;
+        Ok(self
+            .optouts
+            .read()
+            .expect("optout lock")
+            .keys
+            .contains(&(site_id, key)))
+    }
+
+    /// Rights hook (objection, consent withdrawal): records none of this visitor's hits from now
+    /// on, on every node (others within a minute). Returns false for an id that is not a tracker
+    /// id or an unknown site, true otherwise (also when it was already recorded).
+    pub async fn opt_out_visitor(
+        &self,
+        site_id: i64,
+        visitor_id: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        if !pseudonym::is_visitor_id(visitor_id) || self.site(site_id).is_none() {
+            return Ok(false);
+        }
+        let key = self.optout_key(site_id, visitor_id).await?;
+        self.store
+            .analytics_add_optout(site_id, &key.to_be_bytes(), now)
+            .await?;
+        self.optouts
+            .write()
+            .expect("optout lock")
+            .keys
+            .insert((site_id, key));
+        Ok(true)
     }
 }
 

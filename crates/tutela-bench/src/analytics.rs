@@ -379,8 +379,9 @@ async fn bulk(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeds `events` events over the 30 days up to today (UTC), visit by visit, in time order.
-async fn seed(dir: &Path, events: u64) -> anyhow::Result<()> {
+/// Seeds `events` events over the 30 days up to today (UTC), visit by visit, in time order (also
+/// the background of `tutela-bench rights`).
+pub(crate) async fn seed(dir: &Path, events: u64) -> anyhow::Result<()> {
     use tutela_analytics::{DeviceSummary, DeviceType, MinHit};
     let store = tutela_store::Store::open_data_dir(dir).await?;
     let sites = tutela_analytics::config::sites(&tutela_analytics::SiteConfig::default_sites())

@@ -34,19 +34,23 @@ pub enum IdentifierKind {
     VisitorId,
     /// Reference of a job candidate in the recruitment tool: trimmed and upper-cased.
     CandidateRef,
+    /// Consent id of the consent banner (a UUID kept in the browser): trimmed and lower-cased,
+    /// hexadecimal digits and dashes only.
+    ConsentId,
     /// Anything else: trimmed.
     Generic,
 }
 
 impl IdentifierKind {
     /// Every kind.
-    pub const ALL: [IdentifierKind; 7] = [
+    pub const ALL: [IdentifierKind; 8] = [
         IdentifierKind::Email,
         IdentifierKind::Phone,
         IdentifierKind::AccountId,
         IdentifierKind::Login,
         IdentifierKind::VisitorId,
         IdentifierKind::CandidateRef,
+        IdentifierKind::ConsentId,
         IdentifierKind::Generic,
     ];
 
@@ -59,6 +63,7 @@ impl IdentifierKind {
             IdentifierKind::Login => "login",
             IdentifierKind::VisitorId => "visitor_id",
             IdentifierKind::CandidateRef => "candidate_ref",
+            IdentifierKind::ConsentId => "consent_id",
             IdentifierKind::Generic => "generic",
         }
     }
@@ -87,7 +92,7 @@ impl FromStr for IdentifierKind {
 pub enum IdentifierError {
     /// Not one of the [`IdentifierKind`] names.
     #[error(
-        "unknown identifier kind {0:?} (expected email, phone, account_id, login, visitor_id, candidate_ref or generic)"
+        "unknown identifier kind {0:?} (expected email, phone, account_id, login, visitor_id, candidate_ref, consent_id or generic)"
     )]
     UnknownKind(String),
     /// Nothing left after trimming.
@@ -105,6 +110,9 @@ pub enum IdentifierError {
     /// Not a hexadecimal visitor id.
     #[error("invalid visitor id: expected hexadecimal digits")]
     InvalidVisitorId,
+    /// Not a consent id (hexadecimal digits and dashes).
+    #[error("invalid consent id: expected hexadecimal digits and dashes")]
+    InvalidConsentId,
     /// Not a country calling code (1 to 3 digits, not starting with 0).
     #[error("invalid country calling code: expected 1 to 3 digits, optionally after '+', e.g. +33")]
     InvalidCountryCode,
@@ -182,6 +190,13 @@ pub fn normalise(
                 Ok(s.to_ascii_lowercase())
             } else {
                 Err(IdentifierError::InvalidVisitorId)
+            }
+        }
+        IdentifierKind::ConsentId => {
+            if s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                Ok(s.to_ascii_lowercase())
+            } else {
+                Err(IdentifierError::InvalidConsentId)
             }
         }
     }
@@ -427,6 +442,15 @@ mod tests {
             "0123abcdef456789"
         );
         assert!(n(IdentifierKind::VisitorId, "xyz").is_err());
+        assert_eq!(
+            n(
+                IdentifierKind::ConsentId,
+                " 6F1C2A3B-0000-4000-8000-00000000ABCD "
+            )
+            .unwrap(),
+            "6f1c2a3b-0000-4000-8000-00000000abcd"
+        );
+        assert!(n(IdentifierKind::ConsentId, "not a uuid").is_err());
         assert_eq!(
             n(IdentifierKind::CandidateRef, " cand-2026-017 ").unwrap(),
             "CAND-2026-017"

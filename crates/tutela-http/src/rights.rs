@@ -18,7 +18,8 @@ use tutela_domain::notice;
 use tutela_domain::rights::{Event, RejectionGround, RequestState, RightKind};
 use tutela_domain::scope::Scope;
 use tutela_rights::{
-    Channel, RequestView, RightsError, RightsService, Submission, VerificationRoute,
+    AfterDeathDirective, AfterDeathInstructions, Channel, RequestDetails, RequestView, RightsError,
+    RightsService, Submission, VerificationRoute,
 };
 
 use crate::AppState;
@@ -122,6 +123,17 @@ struct PortalText {
     send_code_button: &'static str,
     download_button: &'static str,
     package_expired: &'static str,
+    more_ids: &'static str,
+    visitor_label: &'static str,
+    visitor_hint: &'static str,
+    consent_label: &'static str,
+    consent_hint: &'static str,
+    after_death_title: &'static str,
+    after_death_hint: &'static str,
+    directive_label: &'static str,
+    directives: [&'static str; 3],
+    executor_name_label: &'static str,
+    executor_contact_label: &'static str,
 }
 
 const EN: PortalText = PortalText {
@@ -167,6 +179,21 @@ const EN: PortalText = PortalText {
     send_code_button: "E-mail me a code",
     download_button: "Download (zip)",
     package_expired: "This link has expired. Write to us and we will send the answer again.",
+    more_ids: "Other identifiers (optional)",
+    visitor_label: "Your audience-statistics visitor identifier",
+    visitor_hint: "Shown on our statistics opt-out page (/optout): 16 characters. With it we can find, send or erase your statistics data, and stop counting your visits if you object.",
+    consent_label: "Your cookie-consent identifier",
+    consent_hint: "Shown with your cookie choices: with it we can send you the record of your choices, or withdraw your consent.",
+    after_death_title: "Instructions for after your death",
+    after_death_hint: "Only for the request \"instructions for after my death\": what we should do with your data, and who carries it out.",
+    directive_label: "What should we do with your data?",
+    directives: [
+        "Erase it",
+        "Give a copy to the person below, then erase it",
+        "Keep it as it is (the person below may ask later)",
+    ],
+    executor_name_label: "Person who carries out these instructions (name)",
+    executor_contact_label: "How to reach them (e-mail or postal address)",
 };
 
 const FR: PortalText = PortalText {
@@ -212,6 +239,21 @@ const FR: PortalText = PortalText {
     send_code_button: "M'envoyer un code",
     download_button: "Télécharger (zip)",
     package_expired: "Ce lien a expiré. Écrivez-nous et nous vous enverrons à nouveau la réponse.",
+    more_ids: "Autres identifiants (facultatif)",
+    visitor_label: "Votre identifiant de visiteur (statistiques d'audience)",
+    visitor_hint: "Affiché sur notre page d'opposition aux statistiques (/optout) : 16 caractères. Il nous permet de retrouver, vous transmettre ou effacer vos données statistiques, et de ne plus compter vos visites si vous vous y opposez.",
+    consent_label: "Votre identifiant de consentement aux cookies",
+    consent_hint: "Affiché avec vos choix de cookies : il nous permet de vous transmettre la trace de vos choix ou de retirer votre consentement.",
+    after_death_title: "Directives pour après votre décès",
+    after_death_hint: "Uniquement pour la demande « directives pour après mon décès » : ce que nous devons faire de vos données, et qui s'en charge.",
+    directive_label: "Que devons-nous faire de vos données ?",
+    directives: [
+        "Les effacer",
+        "En remettre une copie à la personne ci-dessous, puis les effacer",
+        "Les conserver telles quelles (la personne ci-dessous pourra les demander)",
+    ],
+    executor_name_label: "Personne chargée d'exécuter ces directives (nom)",
+    executor_contact_label: "Comment la joindre (courriel ou adresse postale)",
 };
 
 fn texts(lang: &str) -> &'static PortalText {
@@ -299,6 +341,11 @@ struct FormView {
     rights: Vec<(&'static str, &'static str, bool)>,
     email: String,
     text: String,
+    visitor_id: String,
+    consent_id: String,
+    directives: Vec<(&'static str, &'static str, bool)>,
+    executor_name: String,
+    executor_contact: String,
     identity_proof: String,
     email_alt: String,
     postal_alt: String,
@@ -418,6 +465,26 @@ fn form_view(
             .collect(),
         email: input.and_then(|f| f.email.clone()).unwrap_or_default(),
         text: input.and_then(|f| f.text.clone()).unwrap_or_default(),
+        visitor_id: input.and_then(|f| f.visitor_id.clone()).unwrap_or_default(),
+        consent_id: input.and_then(|f| f.consent_id.clone()).unwrap_or_default(),
+        directives: AfterDeathDirective::ALL
+            .iter()
+            .zip(texts(lang).directives)
+            .map(|(d, label)| {
+                let chosen = input.and_then(|f| f.directive.as_deref());
+                (
+                    d.as_str(),
+                    label,
+                    chosen.map_or(*d == AfterDeathDirective::Erase, |c| c == d.as_str()),
+                )
+            })
+            .collect(),
+        executor_name: input
+            .and_then(|f| f.executor_name.clone())
+            .unwrap_or_default(),
+        executor_contact: input
+            .and_then(|f| f.executor_contact.clone())
+            .unwrap_or_default(),
         identity_proof: reg.rights.identity_proof.get(lang).to_string(),
         email_alt: reg.rights.email.clone(),
         postal_alt: reg.rights.postal_address.clone(),
@@ -479,6 +546,39 @@ struct PortalForm {
     right: Option<String>,
     email: Option<String>,
     text: Option<String>,
+    visitor_id: Option<String>,
+    consent_id: Option<String>,
+    directive: Option<String>,
+    executor_name: Option<String>,
+    executor_contact: Option<String>,
+}
+
+/// Further identifiers and after-death instructions from the portal form (empty fields ignored).
+fn portal_details(kind: RightKind, f: &PortalForm) -> RequestDetails {
+    fn filled(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    let mut extra = Vec::new();
+    if let Some(v) = filled(&f.visitor_id) {
+        extra.push((IdentifierKind::VisitorId, v.to_string()));
+    }
+    if let Some(v) = filled(&f.consent_id) {
+        extra.push((IdentifierKind::ConsentId, v.to_string()));
+    }
+    let after_death = (kind == RightKind::AfterDeathInstructions).then(|| AfterDeathInstructions {
+        directive: f
+            .directive
+            .as_deref()
+            .and_then(AfterDeathDirective::parse)
+            .unwrap_or(AfterDeathDirective::Erase),
+        particular: f.text.clone().unwrap_or_default(),
+        executor_name: filled(&f.executor_name).unwrap_or_default().to_string(),
+        executor_contact: filled(&f.executor_contact).unwrap_or_default().to_string(),
+    });
+    RequestDetails {
+        extra_identifiers: extra,
+        after_death,
+    }
 }
 
 /// Refuses posts a browser marks as coming from another site.
@@ -545,6 +645,7 @@ async fn portal_submit(
         kind,
         channel: Channel::Portal,
         lang: lang.clone(),
+        details: portal_details(kind, &input),
         identifier_kind: IdentifierKind::Email,
         identifier: input.email.clone().unwrap_or_default(),
         contact_email: None,
@@ -860,6 +961,70 @@ pub(crate) struct ApiRequest {
     channel: Option<String>,
     #[serde(default)]
     verification: Option<ApiVerification>,
+    /// Further identifiers of the same person (e.g. `visitor_id`, `consent_id`), at most 8.
+    #[serde(default)]
+    extra_identifiers: Vec<ApiIdentifier>,
+    /// For `after_death_instructions`: the structured instructions.
+    #[serde(default)]
+    after_death: Option<ApiAfterDeath>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiIdentifier {
+    kind: String,
+    value: String,
+}
+
+/// After-death instructions (Loi Informatique et Libertés art. 85).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiAfterDeath {
+    /// `erase`, `communicate_then_erase` or `keep`.
+    directive: String,
+    #[serde(default)]
+    particular: String,
+    #[serde(default)]
+    executor_name: String,
+    #[serde(default)]
+    executor_contact: String,
+}
+
+fn api_details(body: &ApiRequest) -> Result<RequestDetails, ApiError> {
+    if body.extra_identifiers.len() > tutela_rights::MAX_EXTRA_IDENTIFIERS {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "at most 8 extra_identifiers",
+        ));
+    }
+    let mut extra = Vec::new();
+    for i in &body.extra_identifiers {
+        let kind: IdentifierKind =
+            i.kind
+                .parse()
+                .map_err(|e: tutela_crypto::IdentifierError| {
+                    ApiError::new(ErrorCode::BadRequest, e.to_string())
+                })?;
+        extra.push((kind, i.value.clone()));
+    }
+    let after_death = match &body.after_death {
+        None => None,
+        Some(a) => Some(AfterDeathInstructions {
+            directive: AfterDeathDirective::parse(&a.directive).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    "after_death.directive is erase, communicate_then_erase or keep",
+                )
+            })?,
+            particular: a.particular.clone(),
+            executor_name: a.executor_name.clone(),
+            executor_contact: a.executor_contact.clone(),
+        }),
+    };
+    Ok(RequestDetails {
+        extra_identifiers: extra,
+        after_death,
+    })
 }
 
 fn default_identifier_kind() -> String {
@@ -928,10 +1093,12 @@ pub(crate) async fn api_file(
     }
     let now = Timestamp::now();
     let actor = caller.actor();
+    let details = api_details(&body)?;
     let submission = Submission {
         kind,
         channel,
         lang,
+        details,
         identifier_kind,
         identifier: body.identifier,
         contact_email: body.contact_email,

@@ -799,7 +799,7 @@ impl utoipa::Modify for BearerAuth {
         crate::rights::api_file, crate::rights::api_get, crate::rights::api_due,
         crate::rights::api_event, crate::rights::api_run_steps
     ),
-    components(schemas(ApiError, ErrorCode, crate::rights::ApiRequest, crate::rights::ApiVerification, crate::rights::ApiEvent)),
+    components(schemas(ApiError, ErrorCode, crate::rights::ApiRequest, crate::rights::ApiVerification, crate::rights::ApiIdentifier, crate::rights::ApiAfterDeath, crate::rights::ApiEvent)),
     modifiers(&BearerAuth),
     tags((name = "vault", description = "The personal-data vault: subjects, records, anchor events, erasure"))
 )]

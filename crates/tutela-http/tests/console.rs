@@ -442,3 +442,61 @@ async fn the_analytics_dashboard_opens_for_operators_who_may_view_analytics() {
     let page = call(&t.app, "GET", "/analytics/sites/1", None, None, &[]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn rights_requests_pages_are_for_those_who_handle_them() {
+    let t = app(ConsoleConfig::default()).await;
+    for login in ["sam", "ana"] {
+        let cookie = sign_in(&t, login).await;
+        let page = call(&t.app, "GET", "/console", Some(&cookie), None, &[]).await;
+        assert!(
+            !page.body.contains("/console/rights"),
+            "{login} has no rights entry in the navigation"
+        );
+        let csrf = page.csrf();
+        for (method, uri, body) in [
+            ("GET", "/console/rights", None),
+            (
+                "GET",
+                "/console/rights/0123456789abcdef0123456789abcdef",
+                None,
+            ),
+            (
+                "POST",
+                "/console/rights",
+                Some(format!(
+                    "csrf={csrf}&kind=access&channel=post&identifier_kind=email&identifier=a%40b.example"
+                )),
+            ),
+            (
+                "POST",
+                "/console/rights/0123456789abcdef0123456789abcdef",
+                Some(format!("csrf={csrf}&action=verify")),
+            ),
+        ] {
+            let res = call(&t.app, method, uri, Some(&cookie), body, &[]).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{login} {method} {uri}");
+        }
+        // A form without its token is refused before anything else.
+        let res = call(
+            &t.app,
+            "POST",
+            "/console/rights",
+            Some(&cookie),
+            Some("kind=access".into()),
+            &[],
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{login} without csrf");
+    }
+    assert_eq!(
+        t.state
+            .store
+            .rights_requests_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "nothing was recorded"
+    );
+}

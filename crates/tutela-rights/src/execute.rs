@@ -10,6 +10,7 @@ use tutela_domain::rights::{Event, RequestState, RightKind};
 use tutela_store::RightsStep;
 
 use crate::package::Results;
+use crate::service::AfterDeathDirective;
 use crate::service::{RequestView, RightsService};
 use crate::source::{Erased, Source, SourceError, SourceRecord};
 use crate::{Result, RightsError};
@@ -30,13 +31,13 @@ pub fn action_for(kind: RightKind) -> Option<&'static str> {
         RightKind::Access | RightKind::Portability => Some("access"),
         RightKind::Erasure | RightKind::DeathNotice => Some("erase"),
         RightKind::Restriction => Some("restrict"),
-        // Objection, consent withdrawal and after-death instructions act on analytics and
-        // consent records (their sources land with issues 4 and 7); rectification needs the
-        // corrections the DPO settles with the requester (`Executor::rectify`).
-        RightKind::Objection
-        | RightKind::ConsentWithdrawal
-        | RightKind::Rectification
-        | RightKind::AfterDeathInstructions => None,
+        // Objection stops legitimate-interest processing (analytics: opt-out and deletion);
+        // withdrawal is recorded (consent records) and applied (analytics).
+        RightKind::Objection => Some("object"),
+        RightKind::ConsentWithdrawal => Some("withdraw"),
+        // Rectification needs the corrections the DPO settles with the requester
+        // (`Executor::rectify`); after-death instructions are recorded, and act on a death notice.
+        RightKind::Rectification | RightKind::AfterDeathInstructions => None,
     }
 }
 
@@ -91,6 +92,12 @@ impl Executor {
                 .same_person_requests(id, RightKind::AfterDeathInstructions, now)
                 .await?;
             if let Some(instr) = instructions.iter().find(|r| r.state.is_verified()) {
+                let directive = self
+                    .svc
+                    .details(&instr.id)
+                    .await?
+                    .after_death
+                    .map(|a| a.directive);
                 self.svc
                     .store()
                     .note_rights_event(
@@ -100,7 +107,25 @@ impl Executor {
                         now.as_second(),
                     )
                     .await?;
-                action = None;
+                action = match directive {
+                    // The person's own directive: erase (except evidence and legal obligations).
+                    Some(AfterDeathDirective::Erase) => Some("erase"),
+                    // First a copy for the executor; `finish` plans the erasure once it is ready.
+                    Some(AfterDeathDirective::CommunicateThenErase) => Some("access"),
+                    // Keep, or free-text instructions the DPO applies by hand.
+                    Some(AfterDeathDirective::Keep) | None => None,
+                };
+                if let Some(d) = directive {
+                    self.svc
+                        .store()
+                        .note_rights_event(
+                            id,
+                            &format!("after_death_directive:{}", d.as_str()),
+                            actor,
+                            now.as_second(),
+                        )
+                        .await?;
+                }
             } else if self.svc.register().rights.after_death
                 == tutela_domain::register::AfterDeath::KeepUntilHeirsAsk
             {
@@ -117,26 +142,32 @@ impl Executor {
             }
         }
         if let Some(action) = action {
-            for s in &self.sources {
-                if self
-                    .svc
-                    .store()
-                    .plan_rights_step(id, s.name(), action, now.as_second())
-                    .await?
-                {
-                    self.svc
-                        .store()
-                        .note_rights_event(
-                            id,
-                            &format!("step_planned:{}:{action}", s.name()),
-                            actor,
-                            now.as_second(),
-                        )
-                        .await?;
-                }
-            }
+            self.plan(id, action, actor, now).await?;
         }
         Ok(view)
+    }
+
+    /// Plans one step of `action` on every source that takes part in it.
+    async fn plan(&self, id: &str, action: &str, actor: &str, now: Timestamp) -> Result<()> {
+        for s in self.sources.iter().filter(|s| s.supports(action)) {
+            if self
+                .svc
+                .store()
+                .plan_rights_step(id, s.name(), action, now.as_second())
+                .await?
+            {
+                self.svc
+                    .store()
+                    .note_rights_event(
+                        id,
+                        &format!("step_planned:{}:{action}", s.name()),
+                        actor,
+                        now.as_second(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs every step that is due at `now`.
@@ -196,6 +227,14 @@ impl Executor {
                             .restrict(&subject, true)
                             .await
                             .map(|n| (serde_json::json!({"restricted": n}).to_string(), None)),
+                        "object" => source
+                            .object(&subject)
+                            .await
+                            .map(|e| (serde_json::to_string(&e).expect("serialisable"), None)),
+                        "withdraw" => source
+                            .withdraw(&subject)
+                            .await
+                            .map(|e| (serde_json::to_string(&e).expect("serialisable"), None)),
                         other => Err(SourceError::Permanent(format!("unknown action `{other}`"))),
                     }
                 }
@@ -323,7 +362,7 @@ impl Executor {
                             .records
                             .extend(records.into_iter().map(|r| (step.source.clone(), r)));
                     }
-                    if step.action == "erase" {
+                    if matches!(step.action.as_str(), "erase" | "object" | "withdraw") {
                         let erased: Erased = step
                             .outcome
                             .as_deref()
@@ -365,6 +404,32 @@ impl Executor {
                 "{pending} step(s) still running or waiting for a retry"
             )));
         }
+        // A death notice whose person asked for a copy before erasure: the copy goes out first,
+        // then the erasure is planned; the request is answered once the erasure ran too.
+        if view.kind == RightKind::DeathNotice {
+            let steps = self.svc.store().rights_steps(id).await?;
+            let accessed = steps.iter().any(|s| s.action == "access");
+            let erased = steps.iter().any(|s| s.action == "erase");
+            if accessed && !erased {
+                let zip =
+                    crate::package::build_zip(self.svc.register(), &view.lang, &view, &results)
+                        .map_err(|e| {
+                            RightsError::Invalid(format!("cannot build the package: {e}"))
+                        })?;
+                let token = self.svc.store_package(&view, zip, now).await?;
+                self.plan(id, "erase", actor, now).await?;
+                self.svc
+                    .store()
+                    .note_rights_event(
+                        id,
+                        "after_death_copy_ready_erasure_planned",
+                        actor,
+                        now.as_second(),
+                    )
+                    .await?;
+                return Ok(Some(token));
+            }
+        }
         let replied = self
             .svc
             .transition(id, &Event::Reply, None, actor, now)
@@ -403,5 +468,8 @@ mod tests {
         assert_eq!(action_for(RightKind::DeathNotice), Some("erase"));
         assert_eq!(action_for(RightKind::Restriction), Some("restrict"));
         assert_eq!(action_for(RightKind::Rectification), None);
+        assert_eq!(action_for(RightKind::Objection), Some("object"));
+        assert_eq!(action_for(RightKind::ConsentWithdrawal), Some("withdraw"));
+        assert_eq!(action_for(RightKind::AfterDeathInstructions), None);
     }
 }

@@ -14,7 +14,9 @@
 //!   of any identity proof outlives verification;
 //! - errors and logs never carry personal data.
 
+pub mod analytics_source;
 pub mod connectors;
+pub mod consent_source;
 pub mod execute;
 mod keys;
 pub mod mail;
@@ -27,7 +29,8 @@ pub mod vault_source;
 pub use keys::RightsKeys;
 pub use mail::{MailError, Mailer, Transport};
 pub use service::{
-    Channel, FormToken, MAX_IDENTIFIER_CHARS, MAX_TEXT_CHARS, PackageInfo, Receipt, RequestView,
+    AfterDeathDirective, AfterDeathInstructions, Channel, FormToken, MAX_EXTRA_IDENTIFIERS,
+    MAX_IDENTIFIER_CHARS, MAX_TEXT_CHARS, PackageInfo, Receipt, RequestDetails, RequestView,
     RightsConfig, RightsService, Submission, VerificationRoute, VerifyOutcome, assertion_signature,
 };
 

@@ -108,6 +108,98 @@ pub struct Submission {
     /// Where to write to the requester (defaults to the identifier when it is an e-mail).
     pub contact_email: Option<String>,
     pub text: String,
+    /// Further identifiers and, for after-death instructions, the instructions themselves.
+    pub details: RequestDetails,
+}
+
+/// Most further identifiers one request may carry.
+pub const MAX_EXTRA_IDENTIFIERS: usize = 8;
+/// Longest executor name or contact (characters).
+pub const MAX_EXECUTOR_CHARS: usize = 200;
+
+/// What a request carries beyond its main identifier. Personal data: sealed with the requester.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestDetails {
+    /// Further identifiers of the same person, e.g. the analytics visitor id shown on `/optout`
+    /// or the consent id of the banner: knowing them is the proof of holding them (they are
+    /// random values kept in the person's browser). At most [`MAX_EXTRA_IDENTIFIERS`].
+    #[serde(default, with = "kinds_serde")]
+    pub extra_identifiers: Vec<(IdentifierKind, String)>,
+    /// Structured instructions for after death (Loi Informatique et Libertés art. 85).
+    #[serde(default)]
+    pub after_death: Option<AfterDeathInstructions>,
+}
+
+mod kinds_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use tutela_crypto::IdentifierKind;
+
+    pub fn serialize<S: Serializer>(
+        v: &[(IdentifierKind, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(IdentifierKind, String)>, D::Error> {
+        Vec::<(String, String)>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse::<IdentifierKind>()
+                    .map(|k| (k, v))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
+}
+
+/// Particular directives about one's data after death, and who carries them out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfterDeathInstructions {
+    /// What to do with the data: destroy it, hand it to the executor, or keep it as it is.
+    pub directive: AfterDeathDirective,
+    /// Free-text particular directives (bounded like the request text).
+    pub particular: String,
+    /// The person designated to carry them out (art. 85 II), with a way to reach them.
+    pub executor_name: String,
+    pub executor_contact: String,
+}
+
+/// The main choice of after-death instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterDeathDirective {
+    /// Erase everything, except evidence and legal-obligation records.
+    Erase,
+    /// Give the executor a copy (access package), then erase.
+    CommunicateThenErase,
+    /// Keep the data under the usual retention; the executor may ask later.
+    Keep,
+}
+
+impl AfterDeathDirective {
+    pub const ALL: [AfterDeathDirective; 3] = [
+        AfterDeathDirective::Erase,
+        AfterDeathDirective::CommunicateThenErase,
+        AfterDeathDirective::Keep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterDeathDirective::Erase => "erase",
+            AfterDeathDirective::CommunicateThenErase => "communicate_then_erase",
+            AfterDeathDirective::Keep => "keep",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,6 +207,8 @@ struct Requester {
     identifier_kind: String,
     identifier: String,
     contact_email: Option<String>,
+    #[serde(default)]
+    details: RequestDetails,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -272,6 +366,64 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks and normalises what a request carries beyond its main identifier.
+fn check_details(kind: RightKind, d: &RequestDetails) -> Result<RequestDetails> {
+    if d.extra_identifiers.len() > MAX_EXTRA_IDENTIFIERS {
+        return Err(RightsError::Invalid(format!(
+            "at most {MAX_EXTRA_IDENTIFIERS} further identifiers"
+        )));
+    }
+    let mut extra: Vec<(IdentifierKind, String)> = Vec::new();
+    for (k, v) in &d.extra_identifiers {
+        if v.chars().count() > MAX_IDENTIFIER_CHARS {
+            return Err(RightsError::Invalid(format!(
+                "an identifier is limited to {MAX_IDENTIFIER_CHARS} characters"
+            )));
+        }
+        let n = normalise(*k, v, None).map_err(|e| RightsError::Invalid(e.to_string()))?;
+        if !extra.iter().any(|(k2, v2)| k2 == k && *v2 == n) {
+            extra.push((*k, n));
+        }
+    }
+    let after_death = match (&d.after_death, kind) {
+        (None, _) => None,
+        (Some(_), k) if k != RightKind::AfterDeathInstructions => {
+            return Err(RightsError::Invalid(
+                "after-death instructions belong to an after-death-instructions request".into(),
+            ));
+        }
+        (Some(a), _) => {
+            check_text("the particular directives", &a.particular, MAX_TEXT_CHARS)?;
+            for (field, v) in [
+                ("the executor's name", &a.executor_name),
+                ("the executor's contact", &a.executor_contact),
+            ] {
+                check_text(field, v, MAX_EXECUTOR_CHARS)?;
+                if v.contains(['\n', '\r']) {
+                    return Err(RightsError::Invalid(format!("{field} fits on one line")));
+                }
+            }
+            let name = a.executor_name.trim();
+            let contact = a.executor_contact.trim();
+            if name.is_empty() != contact.is_empty() {
+                return Err(RightsError::Invalid(
+                    "give both the executor's name and a way to reach them, or neither".into(),
+                ));
+            }
+            Some(AfterDeathInstructions {
+                directive: a.directive,
+                particular: a.particular.trim().to_string(),
+                executor_name: name.to_string(),
+                executor_contact: contact.to_string(),
+            })
+        }
+    };
+    Ok(RequestDetails {
+        extra_identifiers: extra,
+        after_death,
+    })
+}
+
 /// The signature a platform puts on an assertion that a logged-in user is who they say:
 /// hex HMAC-SHA256 over the identifier kind, the normalised identifier and the issue time.
 pub fn assertion_signature(
@@ -371,7 +523,24 @@ impl RightsService {
     /// then starts identity verification: an e-mailed code and link when there is an address
     /// to write to, otherwise the DPO's manual check.
     pub async fn file(&self, sub: Submission, actor: &str, now: Timestamp) -> Result<Receipt> {
-        let (row, merged) = self.file_only(&sub, actor, now).await?;
+        self.file_received(sub, actor, now, now).await
+    }
+
+    /// Like [`RightsService::file`] for a request received earlier than `now` (a letter opened
+    /// late): the deadline counts from `received`, the verification code from `now`.
+    pub async fn file_received(
+        &self,
+        sub: Submission,
+        actor: &str,
+        received: Timestamp,
+        now: Timestamp,
+    ) -> Result<Receipt> {
+        if received > now {
+            return Err(RightsError::Invalid(
+                "the date of receipt is in the future".into(),
+            ));
+        }
+        let (row, merged) = self.file_only(&sub, actor, received).await?;
         let state = RequestState::parse(&row.state).unwrap_or(RequestState::Received);
         let route = if state.is_verified() {
             VerificationRoute::AlreadyVerified
@@ -447,11 +616,13 @@ impl RightsService {
             (_, IdentifierKind::Email) => Some(normalised.clone()),
             _ => None,
         };
+        let details = check_details(sub.kind, &sub.details)?;
         let index = self.keys.requester_index(sub.identifier_kind, &normalised);
         let requester = Requester {
             identifier_kind: sub.identifier_kind.as_str().to_string(),
             identifier: normalised,
             contact_email: contact,
+            details,
         };
         let requester_json = Zeroizing::new(serde_json::to_vec(&requester).expect("serialisable"));
         let message_json = Zeroizing::new(
@@ -892,6 +1063,30 @@ impl RightsService {
         Ok(self.store.rights_request_history(id).await?)
     }
 
+    /// Recomputes the request's hash-chained history (see `Store::verify_rights_history`).
+    pub async fn verify_history(&self, id: &str) -> Result<tutela_store::HistoryCheck> {
+        Ok(self.store.verify_rights_history(id).await?)
+    }
+
+    /// The request's execution steps (sources, actions, outcomes; results stay sealed).
+    pub async fn steps(&self, id: &str) -> Result<Vec<tutela_store::RightsStep>> {
+        Ok(self.store.rights_steps(id).await?)
+    }
+
+    /// Puts the request's failed steps back in the queue (the DPO's "retry").
+    pub async fn retry_failed_steps(&self, id: &str, actor: &str, now: Timestamp) -> Result<u64> {
+        let n = self
+            .store
+            .retry_failed_rights_steps(id, now.as_second())
+            .await?;
+        if n > 0 {
+            self.store
+                .note_rights_event(id, &format!("steps_retried:{n}"), actor, now.as_second())
+                .await?;
+        }
+        Ok(n)
+    }
+
     /// Deletes request records past their purge date (reply + `request_records_kept`).
     pub async fn purge(&self, now: Timestamp) -> Result<u64> {
         Ok(self
@@ -918,7 +1113,31 @@ impl RightsService {
         {
             identifiers.push((IdentifierKind::Email, c));
         }
+        for (k, v) in r.details.extra_identifiers {
+            if !identifiers.iter().any(|(k2, v2)| *k2 == k && *v2 == v) {
+                identifiers.push((k, v));
+            }
+        }
         Ok(crate::source::Subject { identifiers })
+    }
+
+    /// What the request carries beyond its main identifier (further identifiers, after-death
+    /// instructions). Personal data: for the DPO's console and the execution only.
+    pub async fn details(&self, id: &str) -> Result<RequestDetails> {
+        let row = self.load(id).await?;
+        Ok(self.requester(&row)?.details)
+    }
+
+    /// The kinds of identifier a request carries (never their values), for the console.
+    pub async fn identifier_kinds(&self, id: &str) -> Result<Vec<IdentifierKind>> {
+        let subject = self.subject_of(id).await?;
+        let mut out: Vec<IdentifierKind> = Vec::new();
+        for (k, _) in subject.identifiers {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn seal_result(&self, id: &str, source: &str, plain: &[u8]) -> Result<Vec<u8>> {

@@ -7,8 +7,8 @@
 //! outcome and retries failures with back-off, so a crash resumes where it stopped. Sources must
 //! therefore be idempotent: erasing twice erases nothing more and is not an error.
 //!
-//! Implementations land with their owners: the vault (issue 3), analytics (issue 4), consent
-//! (issue 7) and the connectors (issue 6, second half).
+//! Implementations: [`crate::vault_source`], [`crate::analytics_source`],
+//! [`crate::consent_source`] and the connectors ([`crate::connectors`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,6 +70,29 @@ pub enum SourceError {
 pub trait Source: Send + Sync {
     /// Stable name recorded in the steps (`vault`, `analytics`, `sql:platform`, `webhook:crm`).
     fn name(&self) -> &str;
+    /// Whether the source takes part in `action` (`access`, `erase`, `restrict`, `object`,
+    /// `withdraw`); the engine plans steps only where it does. Every source serves the first three.
+    fn supports(&self, action: &str) -> bool {
+        matches!(action, "access" | "erase" | "restrict")
+    }
+    /// Objection (art. 21) to processing based on legitimate interests: stop it for the subject
+    /// and delete what it collected. Only sources whose `supports("object")` is true are asked.
+    fn object<'a>(&'a self, _subject: &'a Subject) -> BoxFuture<'a, Result<Erased, SourceError>> {
+        Box::pin(async {
+            Err(SourceError::Permanent(
+                "this source holds no processing based on legitimate interests".into(),
+            ))
+        })
+    }
+    /// Consent withdrawal (art. 7(3)): record it and stop what rested on the consent. Only
+    /// sources whose `supports("withdraw")` is true are asked.
+    fn withdraw<'a>(&'a self, _subject: &'a Subject) -> BoxFuture<'a, Result<Erased, SourceError>> {
+        Box::pin(async {
+            Err(SourceError::Permanent(
+                "this source holds no processing based on consent".into(),
+            ))
+        })
+    }
     /// Everything the source holds about the subject (access, portability).
     fn access<'a>(
         &'a self,

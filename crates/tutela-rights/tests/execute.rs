@@ -234,6 +234,7 @@ async fn run_against(platform_url: &str) {
         kind,
         channel: Channel::Api,
         lang: "en".into(),
+        details: Default::default(),
         identifier_kind: IdentifierKind::Email,
         identifier: "Alice@Example.org".into(),
         contact_email: None,
@@ -520,6 +521,7 @@ async fn run_against(platform_url: &str) {
         kind: RightKind::Rectification,
         channel: Channel::Api,
         lang: "en".into(),
+        details: Default::default(),
         identifier_kind: IdentifierKind::Email,
         identifier: "bob@example.org".into(),
         contact_email: None,
@@ -561,6 +563,7 @@ async fn run_against(platform_url: &str) {
         kind: RightKind::AfterDeathInstructions,
         channel: Channel::Api,
         lang: "en".into(),
+        details: Default::default(),
         identifier_kind: IdentifierKind::Email,
         identifier: "bob@example.org".into(),
         contact_email: None,
@@ -573,6 +576,7 @@ async fn run_against(platform_url: &str) {
         kind: RightKind::DeathNotice,
         channel: Channel::Post,
         lang: "en".into(),
+        details: Default::default(),
         identifier_kind: IdentifierKind::Email,
         identifier: "bob@example.org".into(),
         contact_email: None,
@@ -660,4 +664,40 @@ async fn execution_end_to_end_on_postgresql_platform() {
     let sep = if base.contains('?') { '&' } else { '?' };
     run_against(&format!("{base}{sep}options[search_path]={schema}")).await;
     admin(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+}
+
+/// MySQL/MariaDB platform: runs when `TUTELA_TEST_MYSQL_URL` is set or a server answers on
+/// 127.0.0.1:3306 (skipped only outside CI; under CI it must run).
+#[tokio::test]
+async fn execution_end_to_end_on_mysql_platform() {
+    sqlx::any::install_default_drivers();
+    let ci = std::env::var_os("CI").is_some_and(|v| v != "false" && !v.is_empty());
+    let base = std::env::var("TUTELA_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_string());
+    let mut admin = match sqlx::AnyConnection::connect(&base).await {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                !ci,
+                "CI is set but MySQL/MariaDB is unreachable at {base}: {e}"
+            );
+            eprintln!(
+                "skipped on MySQL: no server (set TUTELA_TEST_MYSQL_URL=mysql://… to run it)"
+            );
+            return;
+        }
+    };
+    let db = format!("platform_exec_{}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (server, _) = base.rsplit_once('/').expect("the URL names a database");
+    run_against(&format!("{server}/{db}")).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

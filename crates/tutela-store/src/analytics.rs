@@ -496,6 +496,36 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// Records that a visitor objected or withdrew consent (`visitor_key`: keyed hash of the
+    /// tracker's visitor id, never the id). Idempotent. Returns true when it was new.
+    pub async fn analytics_add_optout(
+        &self,
+        site_id: i64,
+        visitor_key: &[u8],
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO analytics_optouts (site_id, visitor_key, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (site_id, visitor_key) DO NOTHING",
+        )
+        .bind(site_id)
+        .bind(visitor_key)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every opted-out visitor key, per site.
+    pub async fn analytics_optouts(&self) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT site_id, visitor_key FROM analytics_optouts")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<Vec<u8>, _>(1)?)))
+            .collect()
+    }
+
     /// Erases every event of one pseudonym and its visitor-day entries (rights hook: erasure).
     /// The anonymous rollup counts stay. Returns the number of events deleted.
     pub async fn analytics_erase_visitor(&self, site_id: i64, visitor: i64) -> Result<u64> {

@@ -32,8 +32,8 @@ pub use consent::{
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use operators::{Operator, OperatorEvent, SessionRow, SetupLink};
 pub use rights::{
-    Filed, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage, RightsRequestRow,
-    RightsStatusUpdate, RightsStep,
+    Filed, HistoryCheck, RightsChallenge, RightsHistoryEntry, RightsMessage, RightsPackage,
+    RightsRequestRow, RightsStatusUpdate, RightsStep, history_hash,
 };
 pub use tokens::ApiToken;
 pub use vault::{

@@ -55,6 +55,57 @@ pub struct RightsHistoryEntry {
     pub event: String,
     pub state: String,
     pub actor: String,
+    /// Hex SHA-256 chaining this line to the previous one (None on lines older than the chain).
+    pub hash: Option<String>,
+}
+
+/// The result of checking a request's hash-chained history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryCheck {
+    pub entries: usize,
+    /// Lines written before the chain existed (they can only come first).
+    pub unchained: usize,
+    /// The sequence number of the first line whose hash does not match, if any.
+    pub broken_at: Option<i64>,
+    /// The hash of the last line: a commitment to the whole history.
+    pub head: Option<String>,
+}
+
+impl HistoryCheck {
+    pub fn intact(&self) -> bool {
+        self.broken_at.is_none()
+    }
+}
+
+/// The hash of a history line: SHA-256 over the previous line's hash and this line's fields,
+/// each length-prefixed (no personal data goes in: ids, event names, states, actors, times).
+pub fn history_hash(
+    prev: Option<&str>,
+    request_id: &str,
+    seq: i64,
+    at: i64,
+    event: &str,
+    state: &str,
+    actor: &str,
+) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"tutela/rights/history/v1\0");
+    let seq = seq.to_string();
+    let at = at.to_string();
+    for part in [
+        prev.unwrap_or(""),
+        request_id,
+        seq.as_str(),
+        at.as_str(),
+        event,
+        state,
+        actor,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// What filing a request did.
@@ -234,16 +285,40 @@ async fn append_history(
     state: &str,
     actor: &str,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO rights_request_history (request_id, seq, at, event, state, actor) \
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM rights_request_history \
-         WHERE request_id = $1",
+    // The caller's transaction already wrote the request's row, so it holds that row's lock
+    // (PostgreSQL) or the database's write lock (SQLite): lines of one request never race.
+    let last = sqlx::query(
+        "SELECT seq, hash FROM rights_request_history WHERE request_id = $1 \
+         ORDER BY seq DESC LIMIT 1",
     )
     .bind(request_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (prev_seq, prev_hash): (i64, Option<String>) = match &last {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (0, None),
+    };
+    let seq = prev_seq + 1;
+    let hash = history_hash(
+        prev_hash.as_deref(),
+        request_id,
+        seq,
+        at,
+        event,
+        state,
+        actor,
+    );
+    sqlx::query(
+        "INSERT INTO rights_request_history (request_id, seq, at, event, state, actor, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(request_id)
+    .bind(seq)
     .bind(at)
     .bind(event)
     .bind(state)
     .bind(actor)
+    .bind(hash)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -452,17 +527,21 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO rights_request_history (request_id, seq, at, event, state, actor) \
-             SELECT r.id, (SELECT COALESCE(MAX(h.seq), 0) + 1 FROM rights_request_history h \
-             WHERE h.request_id = r.id), $2, $3, r.state, $4 FROM rights_requests r WHERE r.id = $1",
+        // A write first (locks the request's row), then the chained line.
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "UPDATE rights_requests SET updated_at = updated_at WHERE id = $1 RETURNING state",
         )
         .bind(id)
-        .bind(now)
-        .bind(event)
-        .bind(actor)
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(());
+        };
+        let state: String = row.try_get(0)?;
+        append_history(&mut tx, id, now, event, &state, actor).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -488,7 +567,7 @@ impl Store {
 
     pub async fn rights_request_history(&self, id: &str) -> Result<Vec<RightsHistoryEntry>> {
         let rows = sqlx::query(
-            "SELECT seq, at, event, state, actor FROM rights_request_history \
+            "SELECT seq, at, event, state, actor, hash FROM rights_request_history \
              WHERE request_id = $1 ORDER BY seq",
         )
         .bind(id)
@@ -502,9 +581,53 @@ impl Store {
                     event: r.try_get("event")?,
                     state: r.try_get("state")?,
                     actor: r.try_get("actor")?,
+                    hash: r.try_get("hash")?,
                 })
             })
             .collect()
+    }
+
+    /// Recomputes a request's history chain: any line changed, removed or inserted after it was
+    /// written shows as the first line whose hash does not match.
+    pub async fn verify_rights_history(&self, id: &str) -> Result<HistoryCheck> {
+        let lines = self.rights_request_history(id).await?;
+        let mut check = HistoryCheck {
+            entries: lines.len(),
+            unchained: 0,
+            broken_at: None,
+            head: None,
+        };
+        let mut prev: Option<String> = None;
+        let mut expected_seq = 1;
+        for l in &lines {
+            let seq_ok = l.seq == expected_seq;
+            expected_seq = l.seq + 1;
+            match &l.hash {
+                None if prev.is_none() && seq_ok => check.unchained += 1,
+                None => {
+                    check.broken_at = Some(l.seq);
+                    break;
+                }
+                Some(h) => {
+                    let want = history_hash(
+                        prev.as_deref(),
+                        id,
+                        l.seq,
+                        l.at,
+                        &l.event,
+                        &l.state,
+                        &l.actor,
+                    );
+                    if !seq_ok || want != *h {
+                        check.broken_at = Some(l.seq);
+                        break;
+                    }
+                    prev = Some(h.clone());
+                }
+            }
+        }
+        check.head = prev;
+        Ok(check)
     }
 
     /// Deletes requests whose purge date has passed, with their messages, history, steps and
@@ -673,6 +796,21 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Puts a request's failed steps (given up after their last attempt) back in the queue, due
+    /// at `now` with a fresh attempt count. Returns how many.
+    pub async fn retry_failed_rights_steps(&self, request_id: &str, now: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE rights_request_steps SET status = 'pending', attempts = 0, \
+             next_attempt_at = $2, lease_until = NULL, finished_at = NULL \
+             WHERE request_id = $1 AND status = 'failed'",
+        )
+        .bind(request_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected())
     }
 
     pub async fn rights_steps(&self, request_id: &str) -> Result<Vec<RightsStep>> {

@@ -149,13 +149,24 @@ pub fn spawn_purge_job(svc: RightsService, store: Store) {
     });
 }
 
-/// The execution engine with every configured connector (the vault, analytics and consent
-/// sources join here when their issues land).
+/// What the sources beyond the vault need.
+pub struct MoreSources {
+    /// Web analytics (events by visitor pseudonym), when it runs.
+    pub analytics: Option<Arc<tutela_analytics::Analytics>>,
+    /// The store holding consent records.
+    pub store: Store,
+    /// The hash of the register in force (written in consent-withdrawal records).
+    pub register_hash: String,
+}
+
+/// The execution engine with every source: the vault, analytics events, consent records, and
+/// every configured connector.
 pub async fn executor(
     ctx: &Context,
     register: &Register,
     svc: RightsService,
     vault: tutela_vault::Vault,
+    more: MoreSources,
 ) -> anyhow::Result<tutela_rights::execute::Executor> {
     use tutela_rights::source::Source;
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
@@ -172,6 +183,20 @@ pub async fn executor(
             purpose = %purpose,
             "the register has no such purpose for handling rights requests: requests will not reach the vault; set [rights] vault_purpose"
         ),
+    }
+    if let Some(analytics) = more.analytics {
+        match tutela_rights::analytics_source::AnalyticsSource::new(analytics) {
+            Ok(a) => sources.push(Arc::new(a)),
+            Err(e) => tracing::info!(reason = %e, "rights requests will not reach web analytics"),
+        }
+    }
+    match tutela_rights::consent_source::ConsentSource::new(
+        more.store,
+        Arc::new(register.clone()),
+        &more.register_hash,
+    ) {
+        Ok(c) => sources.push(Arc::new(c)),
+        Err(e) => tracing::info!(reason = %e, "rights requests will not reach consent records"),
     }
     for cfg in &ctx.file.connectors.sql {
         let c = tutela_rights::connectors::sql::SqlConnector::connect(cfg)

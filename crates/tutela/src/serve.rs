@@ -239,12 +239,16 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         )?;
         crate::rights_setup::spawn_purge_job(rights.clone(), store.clone());
         crate::rights_setup::spawn_reminder_job(rights.clone(), store.clone());
-        let executor =
-            crate::rights_setup::executor(
+        let executor = crate::rights_setup::executor(
             &ctx,
             &state.register.register,
             rights.clone(),
             vault.clone(),
+            crate::rights_setup::MoreSources {
+                analytics: Some(analytics_for_job.clone()),
+                store: store.clone(),
+                register_hash: state.register.hash.clone(),
+            },
         )
         .await?;
         let state = state.with_rights(rights).with_executor(executor);

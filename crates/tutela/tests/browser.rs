@@ -380,6 +380,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     for (login, name, role) in [
         ("sam", "Sam Support", "support"),
         ("ana", "Ana Analyst", "analyst"),
+        ("dora", "Dora DPO", "dpo"),
     ] {
         b.go("/console/operators").await;
         b.fill("new-login", login).await;
@@ -460,9 +461,17 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         .await;
     assert_eq!(page, "/console");
     b.shot("18-support-overview").await;
-    for path in ["/console/security", "/console/operators", "/console/tokens"] {
+    for path in [
+        "/console/security",
+        "/console/operators",
+        "/console/tokens",
+        "/console/rights",
+    ] {
         assert_eq!(b.status_of(path).await, 403, "support on {path}");
     }
+    b.go("/console/rights").await;
+    assert!(b.text().await.contains("Access refused"));
+    b.shot("19a-support-refused-rights").await;
     assert_eq!(
         b.status_of("/console/audit").await,
         403,
@@ -540,6 +549,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         "/console/subjects",
         "/console/audit",
         "/console/keys",
+        "/console/rights",
     ] {
         assert_eq!(b.status_of(path).await, 403, "analyst on {path}");
     }
@@ -549,6 +559,131 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         labels.push(a.text().await.unwrap());
     }
     assert_eq!(labels, ["Overview", "Register", "My account"]);
+    b.sign_out().await;
+
+    // 6. The DPO handles a rights request received by post, from the console.
+    let page = b
+        .accept_invitation(&invites[2], "a data protection passphrase")
+        .await;
+    assert_eq!(
+        page, "/console/enroll",
+        "the DPO must enrol a second factor"
+    );
+    let key =
+        b.c.find(Locator::Id("manual-key"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    b.fill("code", &totp_now(&key)).await;
+    b.submit("form button.primary").await;
+    b.submit("a.button.primary").await;
+    assert_eq!(b.path().await, "/console");
+    let mut labels = Vec::new();
+    for a in b.c.find_all(Locator::Css("nav.mainnav a")).await.unwrap() {
+        labels.push(a.text().await.unwrap());
+    }
+    assert!(
+        labels.contains(&"Rights requests".to_string()),
+        "{labels:?}"
+    );
+    b.go("/console/rights").await;
+    assert!(b.text().await.contains("No open request."));
+    b.shot("21-dpo-rights-empty").await;
+    b.c.find(Locator::Css("select#kind option[value=access]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c.find(Locator::Css("select#channel option[value=post]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("identifier", "Alice@Example.com").await;
+    b.fill("text", "Letter received on Monday: please send me my data.")
+        .await;
+    b.submit("#record-button").await;
+    let path = b.path().await;
+    assert!(path.starts_with("/console/rights/"), "{path}");
+    assert!(path.ends_with("?ok=recorded"), "{path}");
+    let id =
+        b.c.find(Locator::Id("request-id"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    let text = b.text().await;
+    assert!(text.contains("Request recorded."), "{text}");
+    assert!(
+        !text.contains("Alice@Example.com") && !text.contains("alice@example.com"),
+        "the identifier is never shown again"
+    );
+    assert!(text.contains("please send me my data"), "{text}");
+    b.shot("22-dpo-request-recorded").await;
+    let state = |b: &Browser| {
+        let c = b.c.clone();
+        async move {
+            c.find(Locator::Id("request-state"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(state(b).await, "awaiting_verification");
+    // Executing before the identity is established is refused by the state machine.
+    b.submit("#action-start").await;
+    assert!(
+        b.c.find(Locator::Css(".flash-error")).await.is_ok(),
+        "refused: {}",
+        b.text().await
+    );
+    assert_eq!(state(b).await, "awaiting_verification");
+    b.submit("#action-ask").await;
+    assert_eq!(state(b).await, "need_more_information");
+    b.submit("#action-verify").await;
+    assert_eq!(state(b).await, "verified");
+    b.submit("#action-start").await;
+    assert_eq!(state(b).await, "in_progress");
+    b.submit("#action-run").await;
+    let text = b.text().await;
+    assert!(text.contains("Steps run:"), "{text}");
+    assert!(
+        b.c.find(Locator::Css("#steps")).await.is_ok(),
+        "the steps are listed"
+    );
+    b.shot("23-dpo-steps-run").await;
+    b.submit("#action-finish").await;
+    assert_eq!(state(b).await, "replied");
+    let text = b.text().await;
+    assert!(text.contains("The answer package is ready"), "{text}");
+    assert!(
+        text.contains("History chain intact"),
+        "the history verifies: {text}"
+    );
+    assert!(text.contains("operator:"), "actions are attributed: {text}");
+    b.shot("24-dpo-replied").await;
+    // The list shows no open request again; the request stays reachable by its reference.
+    b.go("/console/rights").await;
+    assert!(!b.text().await.contains(&id));
+    // Every action went to the audit chain (request id and action, no personal data).
+    b.go("/console/audit").await;
+    let text = b.text().await;
+    for action in [
+        "console_rights_request_recorded",
+        "console_rights_verify",
+        "console_rights_start",
+        "console_rights_finish",
+    ] {
+        assert!(text.contains(action), "{action} in the audit log: {text}");
+    }
+    assert!(!text.contains("alice@example.com"));
     b.sign_out().await;
 }
 

@@ -19,6 +19,7 @@ mod audit;
 mod auth_pages;
 pub mod i18n;
 mod pages;
+mod rights;
 mod subjects;
 pub mod throttle;
 mod web;
@@ -268,5 +269,13 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/console/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/console/keys", get(admin::keys))
+        .route(
+            "/console/rights",
+            get(rights::list).post(rights::record_request),
+        )
+        .route(
+            "/console/rights/{id}",
+            get(rights::detail).post(rights::act),
+        )
         .route("/console/{*rest}", get(pages::not_found))
 }

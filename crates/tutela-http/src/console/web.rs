@@ -441,6 +441,11 @@ impl Signed {
             self.can(Permission::ReadSupportData),
         );
         item(
+            "/console/rights",
+            super::rights::nav_label(t),
+            self.can(Permission::HandleRightsRequests),
+        );
+        item(
             "/console/register",
             t.nav_register,
             self.can(Permission::ViewRegister),

@@ -8,8 +8,9 @@
 //! them. Erasure walks the same graph children first, in one transaction, so a failure changes
 //! nothing and a retry starts over cleanly; running it twice erases nothing more.
 //!
-//! Values are read as text (`CAST(col AS TEXT)`); table and column names are checked against a
-//! strict pattern and quoted, and every value is a bound parameter. Works on PostgreSQL and
+//! Values are read as text (`CAST(col AS TEXT)`, `AS CHAR` on MySQL); table and column names are
+//! checked against a strict pattern and quoted (double quotes, backquotes on MySQL), and every
+//! value is a bound parameter (`$n`, `?` on MySQL). Works on PostgreSQL, MySQL/MariaDB and
 //! SQLite (sqlx `Any`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,7 +106,7 @@ pub struct Collection {
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     pub name: String,
-    /// `postgres://…` or `sqlite://…`. Never logged.
+    /// `postgres://…`, `mysql://…` (`mariadb://…` too) or `sqlite://…`. Never logged.
     pub url: String,
     pub collections: Vec<Collection>,
 }
@@ -133,8 +134,51 @@ fn note(problems: &mut Vec<String>, r: Result<(), SourceError>) {
     }
 }
 
-fn q(name: &str) -> String {
-    format!("\"{name}\"")
+/// The SQL dialect of a connector's database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    /// From the connection URL; None for an unsupported database.
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(Dialect::MySql)
+        } else if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else {
+            None
+        }
+    }
+
+    /// A quoted name (names are checked plain beforehand: no quote can occur in them).
+    fn q(self, name: &str) -> String {
+        match self {
+            Dialect::MySql => format!("`{name}`"),
+            _ => format!("\"{name}\""),
+        }
+    }
+
+    /// The placeholder of parameter `n` (1-based).
+    fn p(self, n: usize) -> String {
+        match self {
+            Dialect::MySql => "?".to_string(),
+            _ => format!("${n}"),
+        }
+    }
+
+    /// A column read as text.
+    fn text(self, quoted: &str) -> String {
+        match self {
+            Dialect::MySql => format!("CAST({quoted} AS CHAR)"),
+            _ => format!("CAST({quoted} AS TEXT)"),
+        }
+    }
 }
 
 impl SqlConfig {
@@ -211,6 +255,7 @@ impl SqlConfig {
 pub struct SqlConnector {
     label: String,
     source_name: String,
+    dialect: Dialect,
     pool: AnyPool,
     collections: Vec<Collection>,
 }
@@ -247,40 +292,52 @@ impl SqlConnector {
     pub async fn connect(config: &SqlConfig) -> Result<SqlConnector, SourceError> {
         config.validate()?;
         install_default_drivers();
-        if !(config.url.starts_with("postgres://")
-            || config.url.starts_with("postgresql://")
-            || config.url.starts_with("sqlite:"))
-        {
+        let Some(dialect) = Dialect::of_url(&config.url) else {
             return Err(SourceError::Permanent(format!(
-                "connector `{}`: the URL must be postgres:// or sqlite:",
+                "connector `{}`: the URL must be postgres://, mysql:// (MariaDB too) or sqlite:",
                 config.name
             )));
-        }
+        };
+        // sqlx's MySQL driver knows the `mysql` scheme only.
+        let url = match config.url.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => config.url.clone(),
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(&config.url)
+            .connect(&url)
             .await
             .map_err(temporary)?;
         Ok(SqlConnector {
             label: config.name.clone(),
             source_name: format!("sql:{}", config.name),
+            dialect,
             pool,
             collections: config.collections.clone(),
         })
     }
 
+    fn q(&self, name: &str) -> String {
+        self.dialect.q(name)
+    }
+
+    fn p(&self, n: usize) -> String {
+        self.dialect.p(n)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     fn select_sql(&self, c: &Collection, where_sql: &str) -> String {
-        let mut cols = vec![format!("CAST({} AS TEXT)", q(&c.key))];
-        cols.extend(
-            c.columns
-                .iter()
-                .map(|col| format!("CAST({} AS TEXT)", q(col))),
-        );
+        let d = self.dialect;
+        let mut cols = vec![d.text(&d.q(&c.key))];
+        cols.extend(c.columns.iter().map(|col| d.text(&d.q(col))));
         format!(
             "SELECT {} FROM {} WHERE {where_sql}",
             cols.join(", "),
-            q(&c.table)
+            d.q(&c.table)
         )
     }
 
@@ -325,9 +382,9 @@ impl SqlConnector {
                         IdentifierKind::Email
                         | IdentifierKind::Login
                         | IdentifierKind::VisitorId => {
-                            format!("LOWER({}) = $1", q(&ic.column))
+                            format!("LOWER({}) = {}", self.q(&ic.column), self.p(1))
                         }
-                        _ => format!("{} = $1", q(&ic.column)),
+                        _ => format!("{} = {}", self.q(&ic.column), self.p(1)),
                     };
                     let rows = sqlx::query(sqlx::AssertSqlSafe(self.select_sql(c, &cond)))
                         .bind(value.as_str())
@@ -350,7 +407,7 @@ impl SqlConnector {
             let parent_key_type = self.collections[parent_idx].key_type;
             for (idx, c) in self.collections.iter().enumerate() {
                 for r in c.references.iter().filter(|r| &r.collection == parent_name) {
-                    let cond = format!("{} = $1", q(&r.column));
+                    let cond = format!("{} = {}", self.q(&r.column), self.p(1));
                     let query = sqlx::query(sqlx::AssertSqlSafe(self.select_sql(c, &cond)));
                     let query = match parent_key_type {
                         KeyType::Integer => query.bind(parent_key.parse::<i64>().map_err(|_| {
@@ -428,7 +485,12 @@ impl SqlConnector {
             let c = &self.collections[r.collection];
             match &c.on_erase {
                 OnErase::Delete => {
-                    let sql = format!("DELETE FROM {} WHERE {} = $1", q(&c.table), q(&c.key));
+                    let sql = format!(
+                        "DELETE FROM {} WHERE {} = {}",
+                        self.q(&c.table),
+                        self.q(&c.key),
+                        self.p(1)
+                    );
                     let query = Self::bind_key(c, sqlx::query(sqlx::AssertSqlSafe(sql)), &r.key)?;
                     out.deleted += query
                         .execute(&mut *tx)
@@ -440,14 +502,14 @@ impl SqlConnector {
                     let sets: Vec<String> = columns
                         .keys()
                         .enumerate()
-                        .map(|(i, col)| format!("{} = ${}", q(col), i + 1))
+                        .map(|(i, col)| format!("{} = {}", self.q(col), self.p(i + 1)))
                         .collect();
                     let sql = format!(
-                        "UPDATE {} SET {} WHERE {} = ${}",
-                        q(&c.table),
+                        "UPDATE {} SET {} WHERE {} = {}",
+                        self.q(&c.table),
                         sets.join(", "),
-                        q(&c.key),
-                        columns.len() + 1
+                        self.q(&c.key),
+                        self.p(columns.len() + 1)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for v in columns.values() {
@@ -503,14 +565,14 @@ impl SqlConnector {
             let sets: Vec<String> = fields
                 .iter()
                 .enumerate()
-                .map(|(i, (f, _))| format!("{} = ${}", q(f), i + 1))
+                .map(|(i, (f, _))| format!("{} = {}", self.q(f), self.p(i + 1)))
                 .collect();
             let sql = format!(
-                "UPDATE {} SET {} WHERE {} = ${}",
-                q(&c.table),
+                "UPDATE {} SET {} WHERE {} = {}",
+                self.q(&c.table),
                 sets.join(", "),
-                q(&c.key),
-                fields.len() + 1
+                self.q(&c.key),
+                self.p(fields.len() + 1)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (_, v) in &fields {
@@ -541,10 +603,12 @@ impl SqlConnector {
                 continue;
             };
             let sql = format!(
-                "UPDATE {} SET {} = $1 WHERE {} = $2",
-                q(&c.table),
-                q(col),
-                q(&c.key)
+                "UPDATE {} SET {} = {} WHERE {} = {}",
+                self.q(&c.table),
+                self.q(col),
+                self.p(1),
+                self.q(&c.key),
+                self.p(2)
             );
             let query = Self::bind_key(
                 c,
