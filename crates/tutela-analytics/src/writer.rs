@@ -12,7 +12,8 @@ use std::time::Instant;
 use jiff::tz::TimeZone;
 use tokio::sync::mpsc;
 use tutela_store::Store;
-use tutela_store::analytics::{AnalyticsBatch, DimDelta, EventRow, HourlyDelta, kind};
+use tutela_store::analytics::{AnalyticsBatch, DimDelta, HourlyDelta, kind};
+use tutela_store::event_chunk::{ChunkEncoder, EventRef};
 
 use crate::{Job, MinHit, day_number};
 
@@ -65,9 +66,12 @@ const MAX_SKETCHES: usize = 64;
 
 #[derive(Default)]
 struct Acc {
-    events: Vec<EventRow>,
+    /// The batch's events, encoded as they come, one chunk per (site, day).
+    chunks: Vec<ChunkEncoder>,
     hourly: HashMap<(i64, i64, i64), HourlyDelta>,
-    dims: HashMap<(i64, i64, &'static str, String), i64>,
+    /// Per (site, day, dimension): value → count (looked up by `&str`: no allocation for a
+    /// value already seen in the batch).
+    dims: HashMap<(i64, i64, &'static str), HashMap<String, i64>>,
     visitor_days: Vec<(i64, i64, i64, i64)>,
 }
 
@@ -84,15 +88,34 @@ impl Acc {
     }
 
     fn dim(&mut self, site: i64, day: i64, dim: &'static str, value: &str, n: i64) {
-        *self
-            .dims
-            .entry((site, day, dim, value.to_string()))
-            .or_insert(0) += n;
+        let values = self.dims.entry((site, day, dim)).or_default();
+        match values.get_mut(value) {
+            Some(c) => *c += n,
+            None => {
+                values.insert(value.to_string(), n);
+            }
+        }
+    }
+
+    fn chunk(&mut self, site: i64, day: i64) -> &mut ChunkEncoder {
+        // Few (site, day) pairs per batch: a linear search beats hashing.
+        match self
+            .chunks
+            .iter()
+            .position(|c| c.site_id() == site && c.day() == day)
+        {
+            Some(i) => &mut self.chunks[i],
+            None => {
+                self.chunks.push(ChunkEncoder::new(site, day));
+                self.chunks.last_mut().expect("just pushed")
+            }
+        }
     }
 
     fn into_batch(self) -> AnalyticsBatch {
         AnalyticsBatch {
-            events: self.events,
+            events: Vec::new(),
+            chunks: self.chunks.into_iter().map(ChunkEncoder::finish).collect(),
             hourly: self
                 .hourly
                 .into_values()
@@ -108,13 +131,17 @@ impl Acc {
             dims: self
                 .dims
                 .into_iter()
-                .filter(|(_, n)| *n != 0)
-                .map(|((site_id, day, dim, value), n)| DimDelta {
-                    site_id,
-                    day,
-                    dim,
-                    value,
-                    n,
+                .flat_map(|((site_id, day, dim), values)| {
+                    values
+                        .into_iter()
+                        .filter(|(_, n)| *n != 0)
+                        .map(move |(value, n)| DimDelta {
+                            site_id,
+                            day,
+                            dim,
+                            value,
+                            n,
+                        })
                 })
                 .collect(),
             visitor_days: self.visitor_days,
@@ -280,7 +307,6 @@ impl State {
         v.actions += 1;
         let (sd, sh) = (v.start_day, v.start_hour);
         let visit_start = v.start;
-        let mut deltas: Vec<(&'static str, String, i64)> = Vec::new();
         let mut bounce = 0;
         if v.actions == 1 {
             bounce = 1;
@@ -293,20 +319,20 @@ impl State {
             && let Some(url) = &h.url
         {
             if v.exit.is_none() {
-                deltas.push((dim::ENTRY, url.clone(), 1));
+                acc.dim(h.site_id, sd, dim::ENTRY, url, 1);
             }
-            if let Some(old) = v.exit.replace(url.clone()) {
-                deltas.push((dim::EXIT, old, -1));
+            // The visit's exit page moves to this one.
+            if v.exit.as_deref() != Some(url.as_str()) {
+                if let Some(old) = v.exit.replace(url.clone()) {
+                    acc.dim(h.site_id, sd, dim::EXIT, &old, -1);
+                }
+                acc.dim(h.site_id, sd, dim::EXIT, url, 1);
             }
-            deltas.push((dim::EXIT, url.clone(), 1));
         }
         {
             let start = acc.hour(h.site_id, sd, sh);
             start.bounces += bounce;
             start.duration += duration;
-        }
-        for (d, value, n) in deltas {
-            acc.dim(h.site_id, sd, d, &value, n);
         }
         let this = acc.hour(h.site_id, day, hour);
         this.actions += 1;
@@ -349,27 +375,27 @@ impl State {
             *dirty = true;
         }
         let d = h.device.as_deref();
-        acc.events.push(EventRow {
-            site_id: h.site_id,
-            day,
+        acc.chunk(h.site_id, day).push(&EventRef {
             ts: h.ts,
             visitor: h.visitor,
             visit_start,
             kind: h.kind,
-            url: h.url,
-            title: h.title,
-            ev_category: h.ev_category,
-            ev_action: h.ev_action,
-            ev_name: h.ev_name,
             ev_value: h.ev_value,
-            referrer: h.referrer,
-            ip_prefix: h.ip_prefix,
-            browser: d.and_then(|d| d.browser.clone()),
-            browser_version: d.and_then(|d| d.browser_version.clone()),
-            os: d.and_then(|d| d.os.clone()),
-            os_version: d.and_then(|d| d.os_version.clone()),
-            device: d.map(|d| d.device.as_str().to_string()),
-            resolution: h.resolution,
+            strs: [
+                h.url.as_deref(),
+                h.title.as_deref(),
+                h.ev_category.as_deref(),
+                h.ev_action.as_deref(),
+                h.ev_name.as_deref(),
+                h.referrer.as_deref(),
+                h.ip_prefix.as_deref(),
+                d.and_then(|d| d.browser.as_deref()),
+                d.and_then(|d| d.browser_version.as_deref()),
+                d.and_then(|d| d.os.as_deref()),
+                d.and_then(|d| d.os_version.as_deref()),
+                d.map(|d| d.device.as_str()),
+                h.resolution.as_deref(),
+            ],
         });
     }
 }

@@ -33,6 +33,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     5 "0005_operators",
     6 "0006_consent",
     7 "0007_rights",
+    10 "0010_analytics_chunks",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -42,6 +43,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     5 "0005_operators",
     6 "0006_consent",
     7 "0007_rights",
+    10 "0010_analytics_chunks",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.
