@@ -76,7 +76,7 @@ pub struct EncodedChunk {
 pub struct ChunkEncoder {
     site_id: i64,
     day: i64,
-    dict: HashMap<Box<str>, u32>,
+    dict: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     strings: Vec<u8>,
     body: Vec<u8>,
     n: u64,
@@ -105,7 +105,7 @@ impl ChunkEncoder {
         ChunkEncoder {
             site_id,
             day,
-            dict: HashMap::new(),
+            dict: HashMap::default(),
             strings: Vec::new(),
             body: Vec::with_capacity(4096),
             n: 0,

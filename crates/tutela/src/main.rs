@@ -1,12 +1,6 @@
 //! The `tutela` command: serve the privacy engine, check and render the register.
 
 mod analytics_job;
-
-/// mimalloc rather than glibc's allocator: measured on the analytics collector, glibc's malloc and
-/// free (chunk consolidation across threads) took about a fifth of the server's CPU per hit.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod audit_cmd;
 mod config;
 mod consent_job;
