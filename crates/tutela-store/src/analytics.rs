@@ -235,7 +235,12 @@ impl Store {
         insert_visitor_days(&mut tx, &batch.visitor_days).await?;
         let t3 = t0.elapsed();
         tracing::debug!(
-            events = batch.events.len() + batch.chunks.iter().map(|c| c.events as usize).sum::<usize>(),
+            events = batch.events.len()
+                + batch
+                    .chunks
+                    .iter()
+                    .map(|c| c.events as usize)
+                    .sum::<usize>(),
             dims = batch.dims.len(),
             events_ms = t1.as_secs_f64() * 1e3,
             rollups_ms = (t2 - t1).as_secs_f64() * 1e3,
@@ -510,16 +515,20 @@ impl Store {
 
     /// The chunks of a site that hold events of `visitor`: `(id, day)`. Reads each chunk's sorted
     /// visitor list (8 bytes per distinct visitor), never the events of the others.
-    async fn chunks_of_visitor<'e, E>(&self, ex: E, site_id: i64, visitor: i64) -> Result<Vec<(i64, i64)>>
+    async fn chunks_of_visitor<'e, E>(
+        &self,
+        ex: E,
+        site_id: i64,
+        visitor: i64,
+    ) -> Result<Vec<(i64, i64)>>
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
-        let rows = sqlx::query(
-            "SELECT id, day, visitors FROM analytics_event_chunks WHERE site_id = $1",
-        )
-        .bind(site_id)
-        .fetch_all(ex)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, day, visitors FROM analytics_event_chunks WHERE site_id = $1")
+                .bind(site_id)
+                .fetch_all(ex)
+                .await?;
         let mut out = Vec::new();
         for r in &rows {
             let visitors: &[u8] = r.try_get(2)?;
@@ -540,8 +549,14 @@ impl Store {
         .bind(visitor)
         .fetch_all(self.pool())
         .await?;
-        let mut out = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
-        for (id, day) in self.chunks_of_visitor(self.pool(), site_id, visitor).await? {
+        let mut out = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        for (id, day) in self
+            .chunks_of_visitor(self.pool(), site_id, visitor)
+            .await?
+        {
             let row = sqlx::query("SELECT data FROM analytics_event_chunks WHERE id = $1")
                 .bind(id)
                 .fetch_one(self.pool())
@@ -563,12 +578,13 @@ impl Store {
     /// The anonymous rollup counts stay. Returns the number of events deleted.
     pub async fn analytics_erase_visitor(&self, site_id: i64, visitor: i64) -> Result<u64> {
         let mut tx = self.pool().begin().await?;
-        let mut erased = sqlx::query("DELETE FROM analytics_events WHERE site_id = $1 AND visitor = $2")
-            .bind(site_id)
-            .bind(visitor)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut erased =
+            sqlx::query("DELETE FROM analytics_events WHERE site_id = $1 AND visitor = $2")
+                .bind(site_id)
+                .bind(visitor)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         for (id, day) in self.chunks_of_visitor(&mut *tx, site_id, visitor).await? {
             let row = sqlx::query("SELECT data FROM analytics_event_chunks WHERE id = $1")
                 .bind(id)
@@ -577,7 +593,10 @@ impl Store {
             let data: &[u8] = row.try_get(0)?;
             let events = event_chunk::decode(site_id, day, data).map_err(chunk_error)?;
             let before = events.len();
-            let kept: Vec<EventRow> = events.into_iter().filter(|e| e.visitor != visitor).collect();
+            let kept: Vec<EventRow> = events
+                .into_iter()
+                .filter(|e| e.visitor != visitor)
+                .collect();
             erased += (before - kept.len()) as u64;
             match event_chunk::encode_rows(&kept).pop() {
                 Some(c) => {
@@ -616,12 +635,13 @@ impl Store {
         last_day: i64,
     ) -> Result<PurgeCounts> {
         let mut tx = self.pool().begin().await?;
-        let mut events = sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
-            .bind(last_day)
-            .bind(site_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut events =
+            sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
+                .bind(last_day)
+                .bind(site_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         let in_chunks: i64 = sqlx::query(
             "SELECT CAST(COALESCE(SUM(events), 0) AS BIGINT) FROM analytics_event_chunks WHERE site_id = $1 AND day <= $2",
         )
