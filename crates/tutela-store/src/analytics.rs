@@ -683,8 +683,9 @@ impl Store {
     pub async fn analytics_event_count(&self, site_id: i64) -> Result<i64> {
         let row = sqlx::query(
             "SELECT CAST((SELECT COUNT(*) FROM analytics_events WHERE site_id = $1) + \
-             (SELECT COALESCE(SUM(events), 0) FROM analytics_event_chunks WHERE site_id = $1) AS BIGINT)",
+             (SELECT COALESCE(SUM(events), 0) FROM analytics_event_chunks WHERE site_id = $2) AS BIGINT)",
         )
+        .bind(site_id)
         .bind(site_id)
         .fetch_one(self.pool())
         .await?;
@@ -695,8 +696,9 @@ impl Store {
     pub async fn analytics_oldest_day(&self, site_id: i64) -> Result<Option<i64>> {
         let row = sqlx::query(
             "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM analytics_events WHERE site_id = $1 \
-             UNION ALL SELECT MIN(day) AS day FROM analytics_event_chunks WHERE site_id = $1) AS d",
+             UNION ALL SELECT MIN(day) AS day FROM analytics_event_chunks WHERE site_id = $2) AS d",
         )
+        .bind(site_id)
         .bind(site_id)
         .fetch_one(self.pool())
         .await?;

@@ -4,7 +4,8 @@
 //! analytics insert (multi-row `INSERT`s with thousands of bound values), far from the ingest
 //! targets. This path writes the same batch through one dedicated `rusqlite` connection (same
 //! `libsqlite3-sys` as sqlx, so one SQLite library in the process) with cached single-row
-//! statements in one `IMMEDIATE` transaction, on a blocking thread. Same tables, same SQL
+//! statements in one `IMMEDIATE` transaction (events as one encoded chunk per site and day, see
+//! `event_chunk`), on the writer's thread. Same tables, same SQL
 //! semantics as the portable path; the conformance suite runs both (SQLite uses this one,
 //! PostgreSQL the portable one).
 
