@@ -71,6 +71,7 @@ async fn batches_rollups_reports_retention_and_erasure() {
                 (1, 20261101, "n1".into(), vec![1, 2]),
                 (1, 20261102, "n1".into(), vec![3]),
             ],
+            chunks: Vec::new(),
         };
         store.analytics_write_batch(&batch).await.unwrap();
         // Rollups add up across batches; a negative delta takes back.
@@ -292,6 +293,7 @@ async fn sqlite_fast_path_and_portable_path_store_the_same() {
             (1, 20261101, 1, 11),
         ],
         sketches: vec![(1, 20261101, "n".into(), vec![9; 4])],
+        chunks: Vec::new(),
     };
     fast.store.analytics_write_batch(&batch).await.unwrap();
     fast.store.analytics_write_batch(&batch).await.unwrap();
