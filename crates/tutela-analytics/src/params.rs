@@ -61,64 +61,78 @@ fn text(v: &str, max: usize) -> Option<String> {
 }
 
 impl RawHit {
+    fn empty() -> Self {
+        RawHit {
+            send_image: true,
+            ..RawHit::default()
+        }
+    }
+
+    /// Sets one parameter (unknown ones are ignored; a later value overrides an earlier one).
+    fn set(&mut self, k: &str, v: &str) {
+        let h = self;
+        match k {
+            "idsite" => h.idsite = text(v, 32),
+            "rec" => h.rec = flag(v),
+            "url" => h.url = text(v, MAX_URL),
+            "action_name" => h.action_name = text(v, MAX_TEXT),
+            "_id" => h.visitor_id = text(v, 64),
+            "uid" => h.uid = text(v, MAX_UID),
+            "res" => h.res = text(v, 32),
+            "ua" => h.ua = text(v, crate::ua::MAX_UA_CHARS),
+            "uadata" => h.uadata = text(v, crate::ua::MAX_UADATA_BYTES + 1),
+            "urlref" => h.urlref = text(v, MAX_URL),
+            "e_c" => h.e_c = text(v, MAX_EVENT),
+            "e_a" => h.e_a = text(v, MAX_EVENT),
+            "e_n" => h.e_n = text(v, MAX_EVENT),
+            "e_v" => h.e_v = text(v, 64),
+            "link" => h.link = text(v, MAX_URL),
+            "download" => h.download = text(v, MAX_URL),
+            "search" => h.search = text(v, MAX_TEXT),
+            "pv_id" => h.pv_id = text(v, 32),
+            "new_visit" => h.new_visit = flag(v),
+            "send_image" => h.send_image = flag(v),
+            "bots" => h.bots = flag(v),
+            "ping" => h.ping = flag(v),
+            "cip" => h.cip = text(v, 64),
+            "cdt" => h.cdt = text(v, 64),
+            "token_auth" => h.token_auth = text(v, MAX_TOKEN),
+            _ => {}
+        }
+    }
+
     /// Builds a hit from key/value pairs (query string, form body or a bulk entry). Later
     /// values override earlier ones, so the body wins over the query string.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut h = RawHit {
-            send_image: true,
-            ..RawHit::default()
-        };
+        let mut h = RawHit::empty();
         for (k, v) in pairs {
-            match k {
-                "idsite" => h.idsite = text(v, 32),
-                "rec" => h.rec = flag(v),
-                "url" => h.url = text(v, MAX_URL),
-                "action_name" => h.action_name = text(v, MAX_TEXT),
-                "_id" => h.visitor_id = text(v, 64),
-                "uid" => h.uid = text(v, MAX_UID),
-                "res" => h.res = text(v, 32),
-                "ua" => h.ua = text(v, crate::ua::MAX_UA_CHARS),
-                "uadata" => h.uadata = text(v, crate::ua::MAX_UADATA_BYTES + 1),
-                "urlref" => h.urlref = text(v, MAX_URL),
-                "e_c" => h.e_c = text(v, MAX_EVENT),
-                "e_a" => h.e_a = text(v, MAX_EVENT),
-                "e_n" => h.e_n = text(v, MAX_EVENT),
-                "e_v" => h.e_v = text(v, 64),
-                "link" => h.link = text(v, MAX_URL),
-                "download" => h.download = text(v, MAX_URL),
-                "search" => h.search = text(v, MAX_TEXT),
-                "pv_id" => h.pv_id = text(v, 32),
-                "new_visit" => h.new_visit = flag(v),
-                "send_image" => h.send_image = flag(v),
-                "bots" => h.bots = flag(v),
-                "ping" => h.ping = flag(v),
-                "cip" => h.cip = text(v, 64),
-                "cdt" => h.cdt = text(v, 64),
-                "token_auth" => h.token_auth = text(v, MAX_TOKEN),
-                _ => {}
-            }
+            h.set(k, v);
         }
         h
     }
 
     /// Parses an `application/x-www-form-urlencoded` string (a query string, with or without
-    /// its leading `?`). The caller bounds its length.
+    /// its leading `?`). The caller bounds its length. Values are decoded in place when they
+    /// hold no escapes (no intermediate copy).
     pub fn from_query(query: &str) -> Self {
         let query = query.strip_prefix('?').unwrap_or(query);
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Self::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let mut h = RawHit::empty();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            h.set(&k, &v);
+        }
+        h
     }
 
     /// Merges the query-string hit with a form body: body values win, flags combine.
     pub fn merge_query_and_body(query: &str, body: &str) -> Self {
         let query = query.strip_prefix('?').unwrap_or(query);
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .chain(form_urlencoded::parse(body.as_bytes()))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Self::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let mut h = RawHit::empty();
+        for (k, v) in
+            form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(body.as_bytes()))
+        {
+            h.set(&k, &v);
+        }
+        h
     }
 
     /// Whether this request needs a trusted token (it overrides the client address or time).
@@ -180,21 +194,16 @@ pub fn parse_bulk(body: &[u8]) -> Result<Bulk, BulkError> {
                 Some(RawHit::from_query(q))
             }
             serde_json::Value::Object(map) => {
-                let pairs: Vec<(String, String)> = map
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let v = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            serde_json::Value::Number(n) => n.to_string(),
-                            serde_json::Value::Bool(b) => (if *b { "1" } else { "0" }).to_string(),
-                            _ => return None,
-                        };
-                        Some((k.clone(), v))
-                    })
-                    .collect();
-                Some(RawHit::from_pairs(
-                    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                ))
+                let mut h = RawHit::empty();
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::String(s) => h.set(k, s),
+                        serde_json::Value::Number(n) => h.set(k, &n.to_string()),
+                        serde_json::Value::Bool(b) => h.set(k, if *b { "1" } else { "0" }),
+                        _ => {}
+                    }
+                }
+                Some(h)
             }
             _ => None,
         })

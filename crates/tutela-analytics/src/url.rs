@@ -56,6 +56,10 @@ pub fn host(raw: &str) -> Option<String> {
 
 /// Cuts `s` to at most `max` characters.
 pub fn truncate(s: &str, max: usize) -> &str {
+    // A string of at most `max` bytes has at most `max` characters: nothing to count.
+    if s.len() <= max {
+        return s;
+    }
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,

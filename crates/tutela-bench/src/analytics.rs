@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::util::{ms, quantile, tutela_bin};
@@ -118,94 +118,130 @@ impl Drop for Server {
     }
 }
 
-/// One keep-alive HTTP/1.1 client connection.
+/// One keep-alive HTTP/1.1 client connection: writes a request, reads its whole answer (no
+/// pipelining), with one reusable buffer and no per-request allocation.
 struct Conn {
-    r: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: tokio::net::tcp::OwnedWriteHalf,
-    line: String,
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One answer: its status and body (a slice of the connection's buffer).
+struct Answer<'a> {
+    status: u16,
+    body: &'a [u8],
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Conn {
     async fn open(addr: &str) -> anyhow::Result<Self> {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let (r, w) = s.into_split();
         Ok(Conn {
-            r: tokio::io::BufReader::new(r),
-            w,
-            line: String::new(),
+            s,
+            buf: Vec::with_capacity(16 * 1024),
         })
     }
 
-    /// Sends one request and reads the whole answer; returns its status.
-    async fn round_trip(&mut self, req: &[u8]) -> anyhow::Result<u16> {
-        self.w.write_all(req).await?;
-        self.line.clear();
-        self.r.read_line(&mut self.line).await?;
-        let status: u16 = self
-            .line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("bad status line {:?}", self.line))?;
-        let mut len = 0usize;
+    /// Sends one request and reads the whole answer (status line, headers, `Content-Length`
+    /// body; chunked bodies are refused, the server never sends them here).
+    async fn round_trip(&mut self, req: &[u8]) -> anyhow::Result<Answer<'_>> {
+        self.s.write_all(req).await?;
+        self.buf.clear();
+        let mut head_end = None;
+        let mut total = usize::MAX;
         loop {
-            self.line.clear();
-            self.r.read_line(&mut self.line).await?;
-            let l = self.line.trim_end();
-            if l.is_empty() {
+            if self.buf.len() >= total {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            let n = self.s.read_buf(&mut self.buf).await?;
+            anyhow::ensure!(n > 0, "connection closed by the server");
+            if head_end.is_none()
+                && let Some(i) = find(&self.buf, b"\r\n\r\n")
             {
-                len = v.trim().parse()?;
+                head_end = Some(i + 4);
+                let head = std::str::from_utf8(&self.buf[..i])?;
+                let mut len = 0usize;
+                for l in head.split("\r\n").skip(1) {
+                    if let Some((k, v)) = l.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse()?;
+                        }
+                        anyhow::ensure!(
+                            !k.eq_ignore_ascii_case("transfer-encoding"),
+                            "unexpected chunked answer"
+                        );
+                    }
+                }
+                total = i + 4 + len;
             }
         }
-        let mut body = vec![0u8; len];
-        self.r.read_exact(&mut body).await?;
-        Ok(status)
+        let head_end = head_end.expect("headers read");
+        anyhow::ensure!(self.buf.len() == total, "more bytes than the answer");
+        let status: u16 = self
+            .buf
+            .get(9..12)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("bad status line"))?;
+        Ok(Answer {
+            status,
+            body: &self.buf[head_end..total],
+        })
     }
 }
 
 struct LoadResult {
     /// Server CPU seconds during the measured window.
     server_cpu: f64,
+    /// The load generator's own CPU seconds during the measured window.
+    client_cpu: f64,
     requests: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
     errors: u64,
 }
 
-/// Runs `connections` loops sending `make(conn, i)` until the deadline; counts 2xx answers.
-async fn load(
+/// A connection's request source: fills `req` with request `i` (the generator patches a
+/// pre-built request in place) and checks an answer (status and, for bulk, the tracked count).
+trait Workload: Send + 'static {
+    fn next(&mut self, i: u64) -> &[u8];
+    fn check(&self, a: &Answer<'_>) -> bool;
+}
+
+/// Runs one workload per connection until the deadline; counts the answers that pass the check.
+async fn load<W: Workload>(
     server: &Server,
-    connections: usize,
     warmup: Duration,
     measure: Duration,
-    make: Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>,
+    workloads: Vec<W>,
 ) -> anyhow::Result<LoadResult> {
     let addr = server.addr.clone();
     let start = Instant::now() + warmup;
     let end = start + measure;
     let mut tasks = Vec::new();
-    for c in 0..connections {
+    for mut w in workloads {
         let addr = addr.to_string();
-        let make = make.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(&addr).await?;
-            let mut lat = Vec::with_capacity(100_000);
+            let mut lat = Vec::with_capacity(200_000);
             let (mut n, mut errors, mut i) = (0u64, 0u64, 0u64);
             loop {
-                let req = make(c, i);
+                let req = w.next(i);
                 i += 1;
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
-                let status = conn.round_trip(&req).await?;
+                let a = conn.round_trip(req).await?;
+                let ok = w.check(&a);
                 if t0 >= start {
-                    if (200..300).contains(&status) {
+                    if ok {
                         n += 1;
                         lat.push(t0.elapsed());
                     } else {
@@ -218,10 +254,13 @@ async fn load(
     }
     tokio::time::sleep_until(start.into()).await;
     let cpu0 = server.cpu_secs();
+    let me0 = own_cpu_secs();
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = server.cpu_secs();
+    let me1 = own_cpu_secs();
     let mut total = LoadResult {
         server_cpu: cpu1 - cpu0,
+        client_cpu: me1 - me0,
         requests: 0,
         elapsed: measure,
         latencies: Vec::new(),
@@ -236,24 +275,179 @@ async fn load(
     Ok(total)
 }
 
-fn hex16(x: u64) -> String {
-    format!("{:016x}", x.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+/// CPU time (user + system) of this process so far, in seconds.
+fn own_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
-fn hit_query(c: usize, i: u64) -> String {
-    let visitor = (c as u64) * 1_000_003 + i / 4;
-    format!(
-        "idsite=1&rec=1&url=http%3A%2F%2Flocalhost%2Fpage-{}&action_name=Page&_id={}&res=1920x1080&send_image=0",
-        (i * 7 + c as u64) % 500,
-        hex16(visitor)
-    )
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes the visitor id of `visitor` (16 hex digits) into `out`.
+fn put_hex16(out: &mut [u8], visitor: u64) {
+    let x = visitor.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for (k, b) in out.iter_mut().enumerate() {
+        *b = HEX[((x >> (60 - 4 * k)) & 0xf) as usize];
+    }
+}
+
+/// Writes `n` (< 1000) as three digits.
+fn put_3digits(out: &mut [u8], n: u64) {
+    out[0] = b'0' + (n / 100 % 10) as u8;
+    out[1] = b'0' + (n / 10 % 10) as u8;
+    out[2] = b'0' + (n % 10) as u8;
+}
+
+/// The query of one hit, with fixed-width fields patched per hit: where the page number and
+/// the visitor id sit in it.
+const HIT_QUERY: &str = "idsite=1&rec=1&url=http%3A%2F%2Flocalhost%2Fpage-000&action_name=Page&_id=0000000000000000&res=1920x1080&send_image=0";
+
+fn hit_offsets() -> (usize, usize) {
+    let page = HIT_QUERY.find("page-").expect("template") + 5;
+    let id = HIT_QUERY.find("_id=").expect("template") + 4;
+    (page, id)
+}
+
+/// Patches hit `i` of connection `c` into a copy of `HIT_QUERY` at `q`: a new visitor every 4
+/// hits (so visits of 4 page views), 500 pages.
+fn patch_hit(q: &mut [u8], c: usize, i: u64) {
+    let (page, id) = hit_offsets();
+    put_3digits(&mut q[page..page + 3], (i * 7 + c as u64) % 500);
+    put_hex16(&mut q[id..id + 16], (c as u64) * 1_000_003 + i / 4);
+}
+
+/// Single hits: `GET /matomo.php?…` with a browser's user agent, answered 204.
+struct HitWorkload {
+    c: usize,
+    /// One pre-built request per user agent.
+    reqs: Vec<(Vec<u8>, usize)>,
+    current: usize,
+}
+
+impl HitWorkload {
+    fn new(c: usize) -> Self {
+        let reqs = UAS
+            .iter()
+            .map(|ua| {
+                let r = format!(
+                    "GET /matomo.php?{HIT_QUERY} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {ua}\r\n\r\n"
+                );
+                (r.into_bytes(), "GET /matomo.php?".len())
+            })
+            .collect();
+        HitWorkload {
+            c,
+            reqs,
+            current: 0,
+        }
+    }
+}
+
+impl Workload for HitWorkload {
+    fn next(&mut self, i: u64) -> &[u8] {
+        self.current = (self.c + i as usize) % self.reqs.len();
+        let (r, at) = &mut self.reqs[self.current];
+        patch_hit(&mut r[*at..*at + HIT_QUERY.len()], self.c, i);
+        r
+    }
+
+    fn check(&self, a: &Answer<'_>) -> bool {
+        a.status == 204
+    }
+}
+
+/// Bulk requests of `size` hits: one pre-built body whose visitor ids and pages are patched.
+struct BulkWorkload {
+    c: usize,
+    size: usize,
+    req: Vec<u8>,
+    /// Where each entry's query starts in `req`.
+    at: Vec<usize>,
+}
+
+impl BulkWorkload {
+    fn new(c: usize, size: usize) -> Self {
+        let mut body = String::from("{\"requests\":[");
+        let mut at = Vec::with_capacity(size);
+        let mut offsets_in_body = Vec::with_capacity(size);
+        for k in 0..size {
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str("\"?");
+            offsets_in_body.push(body.len());
+            body.push_str(HIT_QUERY);
+            body.push('"');
+        }
+        body.push_str("]}");
+        let head = format!(
+            "POST /matomo.php HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            UAS[c % UAS.len()],
+            body.len()
+        );
+        for o in offsets_in_body {
+            at.push(head.len() + o);
+        }
+        BulkWorkload {
+            c,
+            size,
+            req: format!("{head}{body}").into_bytes(),
+            at,
+        }
+    }
+}
+
+impl Workload for BulkWorkload {
+    fn next(&mut self, i: u64) -> &[u8] {
+        for (k, &o) in self.at.iter().enumerate() {
+            patch_hit(
+                &mut self.req[o..o + HIT_QUERY.len()],
+                self.c,
+                i * self.size as u64 + k as u64,
+            );
+        }
+        &self.req
+    }
+
+    /// 200 with `"tracked":<size>` in the JSON answer.
+    fn check(&self, a: &Answer<'_>) -> bool {
+        if a.status != 200 {
+            return false;
+        }
+        let Some(i) = find(a.body, b"\"tracked\":") else {
+            return false;
+        };
+        let digits: Vec<u8> = a.body[i + 10..]
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|d| d.parse::<usize>().ok())
+            == Some(self.size)
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads.max(1))
-        .enable_all()
-        .build()?;
+    // One thread by default: the load generator leaves the rest of the machine to the server.
+    let rt = if args.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()?
+    };
     let modes: Vec<&str> = match args.mode.as_str() {
         "all" => vec!["hits", "bulk", "dashboard"],
         m @ ("hits" | "bulk" | "dashboard") => vec![m],
@@ -301,7 +495,7 @@ fn writer_stats(addr: &str) -> String {
 fn report(what: &str, r: &mut LoadResult, per_request: u64, server: &Server) {
     let secs = r.elapsed.as_secs_f64();
     println!(
-        "{what}: {:.0} requests/s, {:.0} events/s; latency p50 {}, p99 {}, max {}; {} non-2xx; server CPU {:.1} µs per event ({:.0} % of one core); server peak RSS {:.1} MiB{}",
+        "{what}: {:.0} requests/s, {:.0} events/s; latency p50 {}, p99 {}, max {}; {} answers failed the check; server CPU {:.1} µs per event ({:.0} % of one core), load generator {:.1} µs per request ({:.0} % of one core); server peak RSS {:.1} MiB; load average {}{}",
         r.requests as f64 / secs,
         (r.requests * per_request) as f64 / secs,
         ms(quantile(&mut r.latencies, 0.5)),
@@ -310,7 +504,13 @@ fn report(what: &str, r: &mut LoadResult, per_request: u64, server: &Server) {
         r.errors,
         r.server_cpu * 1e6 / (r.requests * per_request).max(1) as f64,
         r.server_cpu / secs * 100.0,
+        r.client_cpu * 1e6 / r.requests.max(1) as f64,
+        r.client_cpu / secs * 100.0,
         server.peak_rss_mib(),
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default(),
         writer_stats(&server.addr)
     );
 }
@@ -318,20 +518,12 @@ fn report(what: &str, r: &mut LoadResult, per_request: u64, server: &Server) {
 async fn hits(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path())?;
-    let make = Arc::new(|c: usize, i: u64| {
-        format!(
-            "GET /matomo.php?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {}\r\n\r\n",
-            hit_query(c, i),
-            UAS[(c + i as usize) % UAS.len()]
-        )
-        .into_bytes()
-    });
+    let workloads = (0..args.connections).map(HitWorkload::new).collect();
     let mut r = load(
         &server,
-        args.connections,
         Duration::from_secs(2),
         Duration::from_secs(args.seconds),
-        make,
+        workloads,
     )
     .await?;
     report(
@@ -347,24 +539,14 @@ async fn bulk(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path())?;
     let size = args.bulk_size;
-    let make = Arc::new(move |c: usize, i: u64| {
-        let reqs: Vec<String> = (0..size as u64)
-            .map(|k| format!("?{}", hit_query(c, i * size as u64 + k)))
-            .collect();
-        let body = serde_json::json!({ "requests": reqs }).to_string();
-        format!(
-            "POST /matomo.php HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            UAS[c % UAS.len()],
-            body.len()
-        )
-        .into_bytes()
-    });
+    let workloads = (0..args.connections)
+        .map(|c| BulkWorkload::new(c, size))
+        .collect();
     let mut r = load(
         &server,
-        args.connections,
         Duration::from_secs(2),
         Duration::from_secs(args.seconds),
-        make,
+        workloads,
     )
     .await?;
     report(
@@ -588,7 +770,7 @@ async fn dashboard(args: &Args) -> anyhow::Result<()> {
         let mut samples = Vec::with_capacity(args.runs);
         for i in 0..args.runs + 2 {
             let t0 = Instant::now();
-            let status = conn.round_trip(req.as_bytes()).await?;
+            let status = conn.round_trip(req.as_bytes()).await?.status;
             anyhow::ensure!(status == 200, "{what}: status {status}");
             if i >= 2 {
                 samples.push(t0.elapsed());

@@ -9,7 +9,26 @@ use std::fmt::Write as _;
 
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
+use crate::event_chunk::{self, EncodedChunk};
 use crate::{Result, Store};
+
+impl AnalyticsBatch {
+    /// Every chunk to store: the pre-encoded ones, then the rows encoded.
+    pub(crate) fn all_chunks(&self) -> Vec<std::borrow::Cow<'_, EncodedChunk>> {
+        let mut out: Vec<std::borrow::Cow<'_, EncodedChunk>> = self
+            .chunks
+            .iter()
+            .filter(|c| c.events > 0)
+            .map(std::borrow::Cow::Borrowed)
+            .collect();
+        out.extend(
+            event_chunk::encode_rows(&self.events)
+                .into_iter()
+                .map(std::borrow::Cow::Owned),
+        );
+        out
+    }
+}
 
 /// What kind of action an event is.
 pub mod kind {
@@ -89,7 +108,10 @@ pub struct DimDelta {
 /// A batch for [`Store::analytics_write_batch`]: written in one transaction.
 #[derive(Clone, Debug, Default)]
 pub struct AnalyticsBatch {
+    /// Events as rows (encoded into one chunk per site and day when written).
     pub events: Vec<EventRow>,
+    /// Events already encoded by the writer (see [`crate::event_chunk`]).
+    pub chunks: Vec<EncodedChunk>,
     pub hourly: Vec<HourlyDelta>,
     pub dims: Vec<DimDelta>,
     /// `(site_id, day, visitor, hour)` seen in this batch; those new for their day are counted in
@@ -102,6 +124,7 @@ pub struct AnalyticsBatch {
 impl AnalyticsBatch {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+            && self.chunks.iter().all(|c| c.events == 0)
             && self.hourly.is_empty()
             && self.dims.is_empty()
             && self.visitor_days.is_empty()
@@ -140,7 +163,6 @@ pub struct PurgeCounts {
 const EVENT_COLUMNS: &str = "site_id, day, ts, visitor, visit_start, kind, url, title, ev_category, \
      ev_action, ev_name, ev_value, referrer, ip_prefix, browser, browser_version, os, os_version, \
      device, resolution";
-const EVENT_WIDTH: usize = 20;
 /// Rows per multi-row INSERT: few distinct statement shapes, well under both engines' limits on
 /// bound parameters.
 const CHUNKS: [usize; 4] = [256, 32, 4, 1];
@@ -203,7 +225,9 @@ impl Store {
     async fn portable_write_batch(&self, batch: &AnalyticsBatch) -> Result<()> {
         let t0 = std::time::Instant::now();
         let mut tx = self.pool().begin().await?;
-        insert_events(&mut tx, &batch.events).await?;
+        for c in batch.all_chunks() {
+            insert_chunk(&mut tx, &c).await?;
+        }
         let t1 = t0.elapsed();
         upsert_hourly(&mut tx, &batch.hourly).await?;
         upsert_dims(&mut tx, &batch.dims).await?;
@@ -211,7 +235,12 @@ impl Store {
         insert_visitor_days(&mut tx, &batch.visitor_days).await?;
         let t3 = t0.elapsed();
         tracing::debug!(
-            events = batch.events.len(),
+            events = batch.events.len()
+                + batch
+                    .chunks
+                    .iter()
+                    .map(|c| c.events as usize)
+                    .sum::<usize>(),
             dims = batch.dims.len(),
             events_ms = t1.as_secs_f64() * 1e3,
             rollups_ms = (t2 - t1).as_secs_f64() * 1e3,
@@ -484,8 +513,35 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
+    /// The chunks of a site that hold events of `visitor`: `(id, day)`. Reads each chunk's sorted
+    /// visitor list (8 bytes per distinct visitor), never the events of the others.
+    async fn chunks_of_visitor<'e, E>(
+        &self,
+        ex: E,
+        site_id: i64,
+        visitor: i64,
+    ) -> Result<Vec<(i64, i64)>>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let rows =
+            sqlx::query("SELECT id, day, visitors FROM analytics_event_chunks WHERE site_id = $1")
+                .bind(site_id)
+                .fetch_all(ex)
+                .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let visitors: &[u8] = r.try_get(2)?;
+            if event_chunk::has_visitor(visitors, visitor) {
+                out.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every stored event of one pseudonym (rights hooks: find and export), oldest first.
     pub async fn analytics_events_of(&self, site_id: i64, visitor: i64) -> Result<Vec<EventRow>> {
+        // Rows written before events were chunked (migration 0010).
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM analytics_events WHERE site_id = $1 AND visitor = $2 ORDER BY ts"
         )))
@@ -493,7 +549,28 @@ impl Store {
         .bind(visitor)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(event_from_row).collect()
+        let mut out = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        for (id, day) in self
+            .chunks_of_visitor(self.pool(), site_id, visitor)
+            .await?
+        {
+            let row = sqlx::query("SELECT data FROM analytics_event_chunks WHERE id = $1")
+                .bind(id)
+                .fetch_one(self.pool())
+                .await?;
+            let data: &[u8] = row.try_get(0)?;
+            out.extend(
+                event_chunk::decode(site_id, day, data)
+                    .map_err(chunk_error)?
+                    .into_iter()
+                    .filter(|e| e.visitor == visitor),
+            );
+        }
+        out.sort_by_key(|e| e.ts);
+        Ok(out)
     }
 
     /// Records that a visitor objected or withdrew consent (`visitor_key`: keyed hash of the
@@ -526,22 +603,58 @@ impl Store {
             .collect()
     }
 
-    /// Erases every event of one pseudonym and its visitor-day entries (rights hook: erasure).
+    /// Erases every event of one pseudonym and its visitor-day entries (rights hook: erasure):
+    /// the chunks that hold them are rewritten without them (or deleted when nothing is left).
     /// The anonymous rollup counts stay. Returns the number of events deleted.
     pub async fn analytics_erase_visitor(&self, site_id: i64, visitor: i64) -> Result<u64> {
         let mut tx = self.pool().begin().await?;
-        let r = sqlx::query("DELETE FROM analytics_events WHERE site_id = $1 AND visitor = $2")
-            .bind(site_id)
-            .bind(visitor)
-            .execute(&mut *tx)
-            .await?;
+        let mut erased =
+            sqlx::query("DELETE FROM analytics_events WHERE site_id = $1 AND visitor = $2")
+                .bind(site_id)
+                .bind(visitor)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        for (id, day) in self.chunks_of_visitor(&mut *tx, site_id, visitor).await? {
+            let row = sqlx::query("SELECT data FROM analytics_event_chunks WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let data: &[u8] = row.try_get(0)?;
+            let events = event_chunk::decode(site_id, day, data).map_err(chunk_error)?;
+            let before = events.len();
+            let kept: Vec<EventRow> = events
+                .into_iter()
+                .filter(|e| e.visitor != visitor)
+                .collect();
+            erased += (before - kept.len()) as u64;
+            match event_chunk::encode_rows(&kept).pop() {
+                Some(c) => {
+                    sqlx::query(
+                        "UPDATE analytics_event_chunks SET events = $1, visitors = $2, data = $3 WHERE id = $4",
+                    )
+                    .bind(c.events)
+                    .bind(c.visitors.as_slice())
+                    .bind(c.data.as_slice())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM analytics_event_chunks WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
         sqlx::query("DELETE FROM analytics_visitor_days WHERE site_id = $1 AND visitor = $2")
             .bind(site_id)
             .bind(visitor)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(r.rows_affected())
+        Ok(erased)
     }
 
     /// Retention: deletes every event and rollup row of `site` on days up to and including
@@ -552,12 +665,27 @@ impl Store {
         last_day: i64,
     ) -> Result<PurgeCounts> {
         let mut tx = self.pool().begin().await?;
-        let events = sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
-            .bind(last_day)
+        let mut events =
+            sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
+                .bind(last_day)
+                .bind(site_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let in_chunks: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(events), 0) AS BIGINT) FROM analytics_event_chunks WHERE site_id = $1 AND day <= $2",
+        )
+        .bind(site_id)
+        .bind(last_day)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query("DELETE FROM analytics_event_chunks WHERE site_id = $1 AND day <= $2")
             .bind(site_id)
+            .bind(last_day)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
+        events += u64::try_from(in_chunks).unwrap_or(0);
         let mut rollup_rows = 0;
         for table in [
             "analytics_hourly",
@@ -583,19 +711,27 @@ impl Store {
 
     /// The number of stored events of a site (all days).
     pub async fn analytics_event_count(&self, site_id: i64) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM analytics_events WHERE site_id = $1")
-            .bind(site_id)
-            .fetch_one(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT CAST((SELECT COUNT(*) FROM analytics_events WHERE site_id = $1) + \
+             (SELECT COALESCE(SUM(events), 0) FROM analytics_event_chunks WHERE site_id = $2) AS BIGINT)",
+        )
+        .bind(site_id)
+        .bind(site_id)
+        .fetch_one(self.pool())
+        .await?;
         Ok(row.try_get(0)?)
     }
 
     /// The oldest day that holds events of a site.
     pub async fn analytics_oldest_day(&self, site_id: i64) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(day) FROM analytics_events WHERE site_id = $1")
-            .bind(site_id)
-            .fetch_one(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM analytics_events WHERE site_id = $1 \
+             UNION ALL SELECT MIN(day) AS day FROM analytics_event_chunks WHERE site_id = $2) AS d",
+        )
+        .bind(site_id)
+        .bind(site_id)
+        .fetch_one(self.pool())
+        .await?;
         Ok(row.try_get(0)?)
     }
 }
@@ -637,39 +773,22 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<EventRow> {
     })
 }
 
-async fn insert_events(tx: &mut Transaction<'static, Any>, events: &[EventRow]) -> Result<()> {
-    let mut at = 0;
-    for size in chunks(events.len()) {
-        let mut sql = format!("INSERT INTO analytics_events ({EVENT_COLUMNS}) VALUES ");
-        values_clause(&mut sql, size, EVENT_WIDTH);
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for e in &events[at..at + size] {
-            q = q
-                .bind(e.site_id)
-                .bind(e.day)
-                .bind(e.ts)
-                .bind(e.visitor)
-                .bind(e.visit_start)
-                .bind(e.kind)
-                .bind(e.url.clone())
-                .bind(e.title.clone())
-                .bind(e.ev_category.clone())
-                .bind(e.ev_action.clone())
-                .bind(e.ev_name.clone())
-                .bind(e.ev_value)
-                .bind(e.referrer.clone())
-                .bind(e.ip_prefix.clone())
-                .bind(e.browser.clone())
-                .bind(e.browser_version.clone())
-                .bind(e.os.clone())
-                .bind(e.os_version.clone())
-                .bind(e.device.clone())
-                .bind(e.resolution.clone());
-        }
-        q.execute(&mut **tx).await?;
-        at += size;
-    }
+async fn insert_chunk(tx: &mut Transaction<'static, Any>, c: &EncodedChunk) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO analytics_event_chunks (site_id, day, events, visitors, data) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(c.site_id)
+    .bind(c.day)
+    .bind(c.events)
+    .bind(c.visitors.as_slice())
+    .bind(c.data.as_slice())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+fn chunk_error(e: event_chunk::ChunkError) -> crate::StoreError {
+    crate::StoreError::Database(sqlx::Error::Decode(Box::new(e)))
 }
 
 async fn upsert_hourly(tx: &mut Transaction<'static, Any>, rows: &[HourlyDelta]) -> Result<()> {

@@ -12,6 +12,7 @@
 pub mod analytics;
 mod audit;
 mod consent;
+pub mod event_chunk;
 mod migrate;
 mod operators;
 mod rights;

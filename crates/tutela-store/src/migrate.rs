@@ -34,6 +34,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     6 "0006_consent",
     7 "0007_rights",
     8 "0008_rights_more",
+    10 "0010_analytics_chunks",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -44,6 +45,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     6 "0006_consent",
     7 "0007_rights",
     8 "0008_rights_more",
+    10 "0010_analytics_chunks",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.

@@ -4,7 +4,8 @@
 //! analytics insert (multi-row `INSERT`s with thousands of bound values), far from the ingest
 //! targets. This path writes the same batch through one dedicated `rusqlite` connection (same
 //! `libsqlite3-sys` as sqlx, so one SQLite library in the process) with cached single-row
-//! statements in one `IMMEDIATE` transaction, on a blocking thread. Same tables, same SQL
+//! statements in one `IMMEDIATE` transaction (events as one encoded chunk per site and day, see
+//! `event_chunk`), on the writer's thread. Same tables, same SQL
 //! semantics as the portable path; the conformance suite runs both (SQLite uses this one,
 //! PostgreSQL the portable one).
 
@@ -89,34 +90,11 @@ impl FastWriter {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut ev = tx.prepare_cached(
-                "INSERT INTO analytics_events (site_id, day, ts, visitor, visit_start, kind, url, \
-                 title, ev_category, ev_action, ev_name, ev_value, referrer, ip_prefix, browser, \
-                 browser_version, os, os_version, device, resolution) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                "INSERT INTO analytics_event_chunks (site_id, day, events, visitors, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for e in &batch.events {
-                ev.execute(params![
-                    e.site_id,
-                    e.day,
-                    e.ts,
-                    e.visitor,
-                    e.visit_start,
-                    e.kind,
-                    e.url,
-                    e.title,
-                    e.ev_category,
-                    e.ev_action,
-                    e.ev_name,
-                    e.ev_value,
-                    e.referrer,
-                    e.ip_prefix,
-                    e.browser,
-                    e.browser_version,
-                    e.os,
-                    e.os_version,
-                    e.device,
-                    e.resolution
-                ])?;
+            for c in batch.all_chunks() {
+                ev.execute(params![c.site_id, c.day, c.events, c.visitors, c.data])?;
             }
             let mut dims = tx.prepare_cached(
                 "INSERT INTO analytics_daily_dims (site_id, day, dim, value, n) VALUES (?1, ?2, ?3, ?4, ?5) \

@@ -71,6 +71,7 @@ async fn batches_rollups_reports_retention_and_erasure() {
                 (1, 20261101, "n1".into(), vec![1, 2]),
                 (1, 20261102, "n1".into(), vec![3]),
             ],
+            chunks: Vec::new(),
         };
         store.analytics_write_batch(&batch).await.unwrap();
         // Rollups add up across batches; a negative delta takes back.
@@ -292,6 +293,7 @@ async fn sqlite_fast_path_and_portable_path_store_the_same() {
             (1, 20261101, 1, 11),
         ],
         sketches: vec![(1, 20261101, "n".into(), vec![9; 4])],
+        chunks: Vec::new(),
     };
     fast.store.analytics_write_batch(&batch).await.unwrap();
     fast.store.analytics_write_batch(&batch).await.unwrap();
@@ -332,4 +334,77 @@ async fn sqlite_fast_path_and_portable_path_store_the_same() {
     }
     fast.cleanup().await;
     portable.cleanup().await;
+}
+
+/// Events written before migration 0010 (one row each in `analytics_events`) stay readable,
+/// erasable, counted and purged next to the chunks written since.
+#[tokio::test]
+async fn rows_written_before_chunks_stay_readable_erasable_and_purged() {
+    on_each_engine(|store| async move {
+        let old = event(20261101, 900, 3, "https://ex.com/old");
+        sqlx::query(
+            "INSERT INTO analytics_events (site_id, day, ts, visitor, visit_start, kind, url, title, \
+             ev_value, ip_prefix, browser, device) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(old.site_id)
+        .bind(old.day)
+        .bind(old.ts)
+        .bind(old.visitor)
+        .bind(old.visit_start)
+        .bind(old.kind)
+        .bind(old.url.clone())
+        .bind(old.title.clone())
+        .bind(old.ev_value)
+        .bind(old.ip_prefix.clone())
+        .bind(old.browser.clone())
+        .bind(old.device.clone())
+        .execute(store.pool_for_tests())
+        .await
+        .unwrap();
+        let new: Vec<EventRow> = (0..4)
+            .map(|i| event(20261102, 1_000 + i, 3 + (i % 2), "https://ex.com/new"))
+            .collect();
+        store
+            .analytics_write_batch(&AnalyticsBatch {
+                events: new.clone(),
+                ..AnalyticsBatch::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.analytics_event_count(1).await.unwrap(), 5);
+        assert_eq!(store.analytics_oldest_day(1).await.unwrap(), Some(20261101));
+        let mine = store.analytics_events_of(1, 3).await.unwrap();
+        assert_eq!(mine, vec![old.clone(), new[0].clone(), new[2].clone()]);
+        assert_eq!(store.analytics_erase_visitor(1, 3).await.unwrap(), 3);
+        assert!(store.analytics_events_of(1, 3).await.unwrap().is_empty());
+        // The other visitor's events in the rewritten chunk are intact.
+        assert_eq!(
+            store.analytics_events_of(1, 4).await.unwrap(),
+            vec![new[1].clone(), new[3].clone()]
+        );
+        assert_eq!(store.analytics_event_count(1).await.unwrap(), 2);
+        // Erasing the last visitor of a chunk deletes the chunk.
+        assert_eq!(store.analytics_erase_visitor(1, 4).await.unwrap(), 2);
+        assert_eq!(store.analytics_event_count(1).await.unwrap(), 0);
+        assert_eq!(store.analytics_oldest_day(1).await.unwrap(), None);
+
+        sqlx::query(
+            "INSERT INTO analytics_events (site_id, day, ts, visitor, visit_start, kind) VALUES (1, 20261101, 5, 9, 5, 1)",
+        )
+        .execute(store.pool_for_tests())
+        .await
+        .unwrap();
+        store
+            .analytics_write_batch(&AnalyticsBatch {
+                events: vec![event(20261101, 6, 9, "https://ex.com/x"), event(20261103, 7, 9, "https://ex.com/y")],
+                ..AnalyticsBatch::default()
+            })
+            .await
+            .unwrap();
+        let purged = store.analytics_purge_through(1, 20261102).await.unwrap();
+        assert_eq!(purged.events, 2);
+        assert_eq!(store.analytics_event_count(1).await.unwrap(), 1);
+        assert_eq!(store.analytics_oldest_day(1).await.unwrap(), Some(20261103));
+    })
+    .await;
 }
