@@ -115,7 +115,8 @@ pub struct AnalyticsBatch {
     pub hourly: Vec<HourlyDelta>,
     pub dims: Vec<DimDelta>,
     /// `(site_id, day, visitor, hour)` seen in this batch; those new for their day are counted in
-    /// that hour's `visitors`.
+    /// that hour's `visitors`. Every event's `(site_id, day, visitor)` must be here or already
+    /// stored: the rights hooks find a visitor's events through these entries.
     pub visitor_days: Vec<(i64, i64, i64, i64)>,
     /// HyperLogLog sketches to store: `(site_id, day, node, registers)` (replaces the row).
     pub sketches: Vec<(i64, i64, String, Vec<u8>)>,
@@ -524,11 +525,17 @@ impl Store {
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
-        let rows =
-            sqlx::query("SELECT id, day, visitors FROM analytics_event_chunks WHERE site_id = $1")
-                .bind(site_id)
-                .fetch_all(ex)
-                .await?;
+        // The visitor's days come from `analytics_visitor_days` (indexed by visitor), so only
+        // those days' chunks are read.
+        let rows = sqlx::query(
+            "SELECT c.id, c.day, c.visitors FROM analytics_event_chunks c \
+             WHERE c.site_id = $1 AND c.day IN \
+             (SELECT v.day FROM analytics_visitor_days v WHERE v.site_id = $1 AND v.visitor = $2)",
+        )
+        .bind(site_id)
+        .bind(visitor)
+        .fetch_all(ex)
+        .await?;
         let mut out = Vec::new();
         for r in &rows {
             let visitors: &[u8] = r.try_get(2)?;

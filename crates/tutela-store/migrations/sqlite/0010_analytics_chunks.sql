@@ -14,3 +14,6 @@ CREATE TABLE analytics_event_chunks (
     data     BLOB    NOT NULL
 );
 CREATE INDEX analytics_event_chunks_day ON analytics_event_chunks (site_id, day);
+-- The rights hooks find a visitor's days here (one entry per visitor and day, not per event),
+-- then read the visitor lists of those days' chunks only, never every chunk of the site.
+CREATE INDEX analytics_visitor_days_visitor ON analytics_visitor_days (site_id, visitor);

@@ -66,6 +66,10 @@ async fn batches_rollups_reports_retention_and_erasure() {
                 (1, 20261101, 2, 9),
                 (1, 20261102, 2, 10),
                 (1, 20261103, 3, 0),
+                // Visitor 3 also has events on the first two days (every event's visitor-day
+                // is recorded: the rights hooks find events through these entries).
+                (1, 20261101, 3, 23),
+                (1, 20261102, 3, 23),
             ],
             sketches: vec![
                 (1, 20261101, "n1".into(), vec![1, 2]),
@@ -100,8 +104,9 @@ async fn batches_rollups_reports_retention_and_erasure() {
             (t.visits, t.pageviews, t.bounces, t.duration),
             (3, 6, 3, 20)
         );
-        // Visitor 1 was already counted on that day: two distinct visitors, in hour 9.
-        assert_eq!(t.visitors, 2);
+        // Visitor 1 was already counted on that day: two distinct visitors in hour 9, and
+        // visitor 3 in hour 23.
+        assert_eq!(t.visitors, 3);
         let h = store
             .analytics_series(1, 20261101, 20261101, true)
             .await
@@ -110,7 +115,7 @@ async fn batches_rollups_reports_retention_and_erasure() {
             h.iter()
                 .map(|p| (p.hour, p.totals.visitors))
                 .collect::<Vec<_>>(),
-            [(Some(9), 2)]
+            [(Some(9), 2), (Some(23), 1)]
         );
         // Sketch rows are replaced per (site, day, node).
         let mut sk = store
@@ -121,7 +126,7 @@ async fn batches_rollups_reports_retention_and_erasure() {
         assert_eq!(sk, [vec![3], vec![5, 5], vec![7]]);
         let mut days = store.analytics_visitors_of_day(1, 20261101).await.unwrap();
         days.sort();
-        assert_eq!(days, [1, 2]);
+        assert_eq!(days, [1, 2, 3]);
         let all = store.analytics_totals(1, 20261101, 20261130).await.unwrap();
         assert_eq!(all.visits, 4);
         let series = store
@@ -174,7 +179,7 @@ async fn batches_rollups_reports_retention_and_erasure() {
                 .analytics_daily_unique_visitors(1, 20261101, 20261130)
                 .await
                 .unwrap(),
-            [(20261101, 2), (20261102, 1), (20261103, 1)]
+            [(20261101, 3), (20261102, 2), (20261103, 1)]
         );
 
         // Rights hooks: one pseudonym's events, then their erasure.
@@ -367,6 +372,7 @@ async fn rows_written_before_chunks_stay_readable_erasable_and_purged() {
         store
             .analytics_write_batch(&AnalyticsBatch {
                 events: new.clone(),
+                visitor_days: vec![(1, 20261102, 3, 0), (1, 20261102, 4, 0)],
                 ..AnalyticsBatch::default()
             })
             .await
