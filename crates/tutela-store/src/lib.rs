@@ -37,11 +37,11 @@ pub use rights::{
     RightsStatusUpdate, RightsStep,
 };
 pub use tokens::ApiToken;
-pub use vault_batch::BatchTx;
 pub use vault::{
     Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
     VaultTx,
 };
+pub use vault_batch::BatchTx;
 
 /// Errors of the store. Messages never contain personal data.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,8 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.extended_code,
-                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             ),
             _ => false,
         }

@@ -104,7 +104,9 @@ struct Session {
 }
 
 fn worker_gone() -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol("the vault writer thread stopped".into()))
+    StoreError::Database(sqlx::Error::Protocol(
+        "the vault writer thread stopped".into(),
+    ))
 }
 
 fn skipped() -> rusqlite::Error {
@@ -213,10 +215,8 @@ impl Store {
                     w.failed = false;
                     w.ids.clear();
                     w.conn.execute_batch("BEGIN IMMEDIATE")?;
-                    w.conn.query_row(
-                        "SELECT seq, hash FROM audit_head WHERE id = 1",
-                        [],
-                        |r| {
+                    w.conn
+                        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
                             let seq: i64 = r.get(0)?;
                             let stored: Vec<u8> = r.get(1)?;
                             let mut hash = [0u8; 32];
@@ -224,8 +224,7 @@ impl Store {
                                 hash.copy_from_slice(&stored);
                             }
                             Ok((seq, hash))
-                        },
-                    )
+                        })
                 })
                 .await?;
             return Ok(BatchTx {

@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
-use tutela_crypto::{
-    IdentifierKind, Sealer, SubjectKey, contains_card_number, record_aad, seal,
-};
+use tutela_crypto::{IdentifierKind, Sealer, SubjectKey, contains_card_number, record_aad, seal};
 use tutela_domain::register::{Anchor, RetentionRule};
 use tutela_domain::retention;
 use tutela_store::{

@@ -662,7 +662,12 @@ async fn sqlite_purge_lists_expired_ids_in_rounds_and_deletes_by_id() {
 async fn write_bulk(mut tx: tutela_store::BatchTx, tag: &str) -> (Vec<i64>, i64) {
     let s1 = format!("{tag}1");
     let s2 = format!("{tag}2");
-    assert!(tx.subjects_by_index(vec![vec![1; 32]]).await.unwrap().is_empty());
+    assert!(
+        tx.subjects_by_index(vec![vec![1; 32]])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tx.insert_subjects(vec![subject(&s1, "k1"), subject(&s2, "k1")])
         .await
         .unwrap();
@@ -722,7 +727,11 @@ async fn bulk_batches_store_the_same_rows_on_both_paths() {
         let (fast_ids, seq1) = write_bulk(store.vault_batch_begin().await.unwrap(), "a").await;
         let (port_ids, seq2) =
             write_bulk(store.vault_batch_begin_portable().await.unwrap(), "b").await;
-        assert_eq!((seq1, seq2), (2, 4), "the chain continues across both paths");
+        assert_eq!(
+            (seq1, seq2),
+            (2, 4),
+            "the chain continues across both paths"
+        );
         for ids in [&fast_ids, &port_ids] {
             assert_eq!(ids.len(), 2100);
             assert!(ids.windows(2).all(|w| w[0] < w[1]));
@@ -735,15 +744,44 @@ async fn bulk_batches_store_the_same_rows_on_both_paths() {
             let rb = store.vault_record(sb, *b, 0).await.unwrap().expect("b");
             assert_eq!(ra.payload, format!("{}-{}", k / 700, k % 700).into_bytes());
             assert_eq!(
-                (ra.payload, ra.purpose, ra.category, ra.source, ra.collected_at),
-                (rb.payload, rb.purpose, rb.category, rb.source, rb.collected_at)
+                (
+                    ra.payload,
+                    ra.purpose,
+                    ra.category,
+                    ra.source,
+                    ra.collected_at
+                ),
+                (
+                    rb.payload,
+                    rb.purpose,
+                    rb.category,
+                    rb.source,
+                    rb.collected_at
+                )
             );
             assert_eq!(
-                (ra.anchor_at, ra.deadline, ra.legal_hold, ra.restricted, ra.updated_at),
-                (rb.anchor_at, rb.deadline, rb.legal_hold, rb.restricted, rb.updated_at)
+                (
+                    ra.anchor_at,
+                    ra.deadline,
+                    ra.legal_hold,
+                    ra.restricted,
+                    ra.updated_at
+                ),
+                (
+                    rb.anchor_at,
+                    rb.deadline,
+                    rb.legal_hold,
+                    rb.restricted,
+                    rb.updated_at
+                )
             );
         }
-        for (s, kind) in [("a1", "email"), ("a2", "phone"), ("b1", "email"), ("b2", "phone")] {
+        for (s, kind) in [
+            ("a1", "email"),
+            ("a2", "phone"),
+            ("b1", "email"),
+            ("b2", "phone"),
+        ] {
             let ids = store.vault_identifiers(s).await.unwrap();
             assert_eq!(ids.len(), 1);
             assert_eq!(ids[0].kind, kind);
@@ -805,7 +843,10 @@ async fn bulk_batch_errors_roll_everything_back() {
                 tx.insert_records(vec![record("s2", "support", "email", None)], 100)
                     .await
                     .unwrap();
-                let e = tx.record_ids(1).await.expect_err("the queued insert failed");
+                let e = tx
+                    .record_ids(1)
+                    .await
+                    .expect_err("the queued insert failed");
                 // Later calls of the failed transaction fail too, and commit refuses.
                 assert!(tx.subjects(vec!["s1".into()]).await.is_err());
                 assert!(tx.commit().await.is_err());
