@@ -234,8 +234,8 @@ fn has_card_number(v: &Value) -> bool {
         // A card number has at least 13 digits: a smaller integer cannot hold one (and is
         // not worth formatting, which bulk writes would do millions of times).
         Value::Number(n) => {
-            !n.as_i64()
-                .is_some_and(|v| v.unsigned_abs() < 1_000_000_000_000)
+            n.as_i64()
+                .is_none_or(|v| v.unsigned_abs() >= 1_000_000_000_000)
                 && contains_card_number(&n.to_string())
         }
         Value::Array(a) => a.iter().any(has_card_number),
