@@ -31,7 +31,7 @@ pub use blind_index::{
 };
 pub use card::{contains_card_number, luhn_valid};
 pub use envelope::{
-    SubjectKey, WRAPPED_KEY_LEN, open, record_aad, rewrap, seal, unwrap_subject_key,
+    Sealer, SubjectKey, WRAPPED_KEY_LEN, open, record_aad, rewrap, seal, unwrap_subject_key,
     wrap_subject_key, wrapped_key_id,
 };
 pub use keyring::{KeyId, Keyring, MasterKey, SubKey, SubKeyPurpose};

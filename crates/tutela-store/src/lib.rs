@@ -19,6 +19,7 @@ mod rights;
 mod sqlite_fast;
 mod tokens;
 mod vault;
+mod vault_batch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use vault::{
     Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
     VaultTx,
 };
+pub use vault_batch::BatchTx;
 
 /// Errors of the store. Messages never contain personal data.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,15 @@ impl StoreError {
     /// Whether the error is a unique-constraint violation (e.g. two writers inserting the same
     /// blind index at the same moment).
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            _ => false,
+        }
     }
 }
 
@@ -112,6 +122,8 @@ pub struct Store {
     sqlite_path: Option<PathBuf>,
     /// The analytics writer's dedicated SQLite connection (opened on first use).
     fast: std::sync::Arc<std::sync::OnceLock<sqlite_fast::FastWriter>>,
+    /// The vault's bulk writer on SQLite (a thread with its own connection, opened on first use).
+    vault_worker: std::sync::Arc<std::sync::OnceLock<vault_batch::VaultWorker>>,
     /// Whether the analytics writer fsyncs every commit on SQLite (default: yes).
     analytics_full_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -196,6 +208,7 @@ impl Store {
             engine,
             sqlite_path: None,
             fast: Default::default(),
+            vault_worker: Default::default(),
             analytics_full_sync: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         migrate::run(&store).await?;

@@ -4,10 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
-use tutela_crypto::{IdentifierKind, SubjectKey, contains_card_number, record_aad, seal};
+use tutela_crypto::{IdentifierKind, Sealer, SubjectKey, contains_card_number, record_aad, seal};
 use tutela_domain::register::{Anchor, RetentionRule};
 use tutela_domain::retention;
-use tutela_store::{NewAuditEntry, NewRecord, RecordPatch, StoredIdentifier, StoredSubject};
+use tutela_store::{
+    NewAuditEntry, NewRecord, RecordPatch, StoreError, StoredIdentifier, StoredSubject,
+};
 
 use crate::{
     Actor, MAX_IDENTIFIERS_PER_CALL, MAX_PAYLOAD_BYTES, MAX_RECORDS_PER_CALL, MAX_SOURCE_LEN,
@@ -137,12 +139,31 @@ pub const EVENTS: [&str; 4] = [
     "request_closed",
 ];
 
+/// Records sealed per chunk handed to the SQLite writer thread: small enough that the thread
+/// starts inserting early and the two threads overlap, large enough that the hand-over (a
+/// channel message) costs nothing per record.
+const SEAL_CHUNK: usize = 256;
+
+/// A unique violation on the identifiers means another transaction registered one of them
+/// first (PostgreSQL); on SQLite a queued insert reports it from a later call, hence this
+/// mapping on every call that follows the identifiers' insert.
+fn conflict(e: StoreError) -> VaultError {
+    if e.is_unique_violation() {
+        VaultError::ConcurrentWrite
+    } else {
+        e.into()
+    }
+}
+
 /// A checked, serialised record before encryption.
 struct Prepared<'a> {
     purpose: &'a str,
     category: String,
     rule: &'a RetentionRule,
-    plaintext: Vec<u8>,
+    /// Serialised and scanned for card numbers only when it is sealed (inside the
+    /// transaction, while the SQLite writer thread inserts the previous records): a refusal
+    /// then rolls the whole batch back.
+    payload: &'a Value,
     source: String,
     collected_at: i64,
     legal_hold: bool,
@@ -210,7 +231,13 @@ fn check_source(source: &str) -> Result<()> {
 fn has_card_number(v: &Value) -> bool {
     match v {
         Value::String(s) => contains_card_number(s),
-        Value::Number(n) => contains_card_number(&n.to_string()),
+        // A card number has at least 13 digits: a smaller integer cannot hold one (and is
+        // not worth formatting, which bulk writes would do millions of times).
+        Value::Number(n) => {
+            n.as_i64()
+                .is_none_or(|v| v.unsigned_abs() >= 1_000_000_000_000)
+                && contains_card_number(&n.to_string())
+        }
         Value::Array(a) => a.iter().any(has_card_number),
         Value::Object(o) => o
             .iter()
@@ -239,7 +266,7 @@ impl Vault {
         Ok(bytes)
     }
 
-    fn prepare<'a>(&'a self, input: &RecordInput, now: i64) -> Result<Prepared<'a>> {
+    fn prepare<'a>(&'a self, input: &'a RecordInput, now: i64) -> Result<Prepared<'a>> {
         let purpose = self.purpose(&input.purpose)?;
         let rule = self.check_category(purpose, &input.category)?;
         check_source(&input.source)?;
@@ -249,12 +276,11 @@ impl Vault {
                 "`collected_at` is in the future".into(),
             ));
         }
-        let plaintext = self.check_payload(&purpose.id, &input.category, &input.payload)?;
         Ok(Prepared {
             purpose: &purpose.id,
             category: input.category.clone(),
             rule,
-            plaintext,
+            payload: &input.payload,
             source: input.source.clone(),
             collected_at,
             legal_hold: input.legal_hold,
@@ -334,8 +360,9 @@ impl Vault {
     }
 
     /// Writes many subjects' identifiers and records in one transaction (bulk imports, the
-    /// benchmark). Every record is checked before anything is written: one refusal refuses
-    /// the whole batch.
+    /// benchmark). Every record is checked before anything is committed: one refusal refuses
+    /// the whole batch. Register, identifier and source checks run before the transaction
+    /// starts; payloads are serialised and scanned for card numbers as they are sealed.
     pub async fn write_batch(
         &self,
         actor: &Actor,
@@ -345,7 +372,7 @@ impl Vault {
         let now = now_ts.as_second();
         let now_ms = now_ts.as_millisecond();
 
-        // 1. Check everything, compute blind indexes (no I/O yet).
+        // 1. Check everything but the payloads, compute blind indexes (no I/O yet).
         let mut prepared: Vec<Vec<Prepared<'_>>> = Vec::with_capacity(items.len());
         let mut indexes: Vec<Vec<(Vec<u8>, IdentifierKind)>> = Vec::with_capacity(items.len());
         for item in &items {
@@ -381,16 +408,16 @@ impl Vault {
         }
 
         // 2. Resolve subjects inside the transaction (serialised with other writers).
-        let mut tx = self.store.vault_begin().await?;
+        let mut tx = self.store.vault_batch_begin().await?;
         let all_indexes: Vec<Vec<u8>> = indexes.iter().flatten().map(|(b, _)| b.clone()).collect();
         let mut owner: HashMap<Vec<u8>, String> = tx
-            .subjects_by_index(&all_indexes)
+            .subjects_by_index(all_indexes)
             .await?
             .into_iter()
             .collect();
         let named: Vec<String> = items.iter().filter_map(|i| i.subject_id.clone()).collect();
         let mut subjects: HashMap<String, StoredSubject> = tx
-            .subjects(&named)
+            .subjects(named)
             .await?
             .into_iter()
             .map(|s| (s.id.clone(), s))
@@ -403,7 +430,7 @@ impl Vault {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        for s in tx.subjects(&by_ident).await? {
+        for s in tx.subjects(by_ident).await? {
             subjects.insert(s.id.clone(), s);
         }
 
@@ -411,6 +438,7 @@ impl Vault {
         let mut new_keys: HashMap<String, SubjectKey> = HashMap::new();
         let mut new_identifiers: Vec<StoredIdentifier> = Vec::new();
         let mut results: Vec<SubjectResolution> = Vec::with_capacity(items.len());
+        let key_id = self.keys.current_key_id().to_hex();
         for (item, ix) in items.iter().zip(&indexes) {
             let mut matched: Vec<&String> = ix.iter().filter_map(|(b, _)| owner.get(b)).collect();
             matched.sort();
@@ -433,7 +461,7 @@ impl Vault {
                     new_subjects.push(StoredSubject {
                         id: id.clone(),
                         wrapped_key: wrapped,
-                        key_id: self.keys.current_key_id().to_hex(),
+                        key_id: key_id.clone(),
                         created_at: now,
                     });
                     new_keys.insert(id.clone(), key);
@@ -461,30 +489,33 @@ impl Vault {
                 records: Vec::new(),
             });
         }
-        tx.insert_subjects(&new_subjects).await?;
+        tx.insert_subjects(new_subjects).await?;
         // On PostgreSQL two transactions may both find an identifier unknown and insert it;
-        // the second fails on the unique index and is told to retry (it then finds it).
-        tx.insert_identifiers(&new_identifiers).await.map_err(|e| {
-            if e.is_unique_violation() {
-                VaultError::ConcurrentWrite
-            } else {
-                e.into()
-            }
-        })?;
+        // the second fails on the unique index and is told to retry (it then finds it). On
+        // SQLite the insert is queued: its error comes back from a later call (`conflict`).
+        tx.insert_identifiers(new_identifiers)
+            .await
+            .map_err(conflict)?;
 
-        // 3. Seal the records under their subjects' keys, with their deadlines.
+        // 3. Seal the records under their subjects' keys, with their deadlines. On SQLite the
+        //    sealed records go to the writer thread in chunks, so that it inserts one chunk
+        //    while this thread seals the next.
         let with_records: Vec<String> = results
             .iter()
             .zip(&prepared)
             .filter(|(r, p)| !p.is_empty() && !r.created)
             .map(|(r, _)| r.subject_id.clone())
             .collect();
-        let events = tx.events(&with_records).await?;
+        let events = tx.events(with_records).await.map_err(conflict)?;
+        let chunk = if tx.is_pipelined() {
+            SEAL_CHUNK
+        } else {
+            usize::MAX
+        };
         let mut memo = DeadlineMemo::default();
+        let mut sealer = Sealer::new();
         let mut rows: Vec<NewRecord> = Vec::new();
-        // (item index, record as written, id still unknown)
-        let mut meta: Vec<(usize, WrittenRecord)> = Vec::new();
-        for (i, (res, recs)) in results.iter().zip(&prepared).enumerate() {
+        for (res, recs) in results.iter_mut().zip(&prepared) {
             if recs.is_empty() {
                 continue;
             }
@@ -497,6 +528,7 @@ impl Vault {
                     &loaded
                 }
             };
+            res.records.reserve(recs.len());
             for p in recs {
                 let event_at = p.rule.from.event().and_then(|e| {
                     events
@@ -504,12 +536,13 @@ impl Vault {
                         .copied()
                 });
                 let (anchor_at, deadline) = memo.schedule(p.rule, p.collected_at, event_at)?;
+                let plaintext = self.check_payload(p.purpose, &p.category, p.payload)?;
                 let aad = record_aad(res.subject_id.as_bytes(), p.purpose, &p.category);
                 rows.push(NewRecord {
                     subject_id: res.subject_id.clone(),
                     purpose: p.purpose.to_string(),
                     category: p.category.clone(),
-                    payload: seal(key, &p.plaintext, &aad)?,
+                    payload: sealer.seal(key, &plaintext, &aad)?,
                     source: p.source.clone(),
                     collected_at: p.collected_at,
                     anchor_at,
@@ -522,25 +555,26 @@ impl Vault {
                 } else {
                     None
                 };
-                meta.push((
-                    i,
-                    WrittenRecord {
-                        id: 0,
-                        purpose: p.purpose.to_string(),
-                        category: p.category.clone(),
-                        collected_at: p.collected_at,
-                        deadline,
-                        waiting_for: waiting,
-                    },
-                ));
+                // The id is filled in below, once the rows are inserted.
+                res.records.push(WrittenRecord {
+                    id: 0,
+                    purpose: p.purpose.to_string(),
+                    category: p.category.clone(),
+                    collected_at: p.collected_at,
+                    deadline,
+                    waiting_for: waiting,
+                });
+            }
+            if rows.len() >= chunk {
+                tx.insert_records(std::mem::take(&mut rows), now)
+                    .await
+                    .map_err(conflict)?;
             }
         }
-        let ids = tx.insert_records(&rows, now).await?;
-        drop(rows);
-        for ((i, mut written), id) in meta.into_iter().zip(ids) {
-            written.id = id;
-            results[i].records.push(written);
+        if !rows.is_empty() {
+            tx.insert_records(rows, now).await.map_err(conflict)?;
         }
+        drop(prepared);
 
         // 4. Audit: one entry per subject. When one call writes under several purposes, the
         //    entry's purpose lists them ("recruitment,support") and its details count each.
@@ -579,8 +613,18 @@ impl Vault {
                 details: details.to_string(),
             });
         }
-        tx.append_audit(&audit, crate::audit::hasher).await?;
-        tx.commit().await?;
+        tx.append_audit(&audit, crate::audit::hasher)
+            .await
+            .map_err(conflict)?;
+        // Every record's id, in the order the rows were built (subjects in order, then their
+        // records in order).
+        let count = results.iter().map(|r| r.records.len()).sum();
+        let ids = tx.record_ids(count).await.map_err(conflict)?;
+        let written = results.iter_mut().flat_map(|r| r.records.iter_mut());
+        for (w, id) in written.zip(ids) {
+            w.id = id;
+        }
+        tx.commit().await.map_err(conflict)?;
         Ok(results)
     }
 
@@ -768,6 +812,8 @@ mod tests {
         for v in [
             json!({"note": "card 4111 1111 1111 1111 exp 12/28"}),
             json!({"pan": 4111111111111111u64}),
+            json!({"pan": -4111111111111111i64}),
+            json!({"pan": 4111111111111111.0}),
             json!(["x", {"deep": ["4111-1111-1111-1111"]}]),
             json!({"4111111111111111": true}),
         ] {
@@ -775,6 +821,7 @@ mod tests {
         }
         for v in [
             json!({"phone": "+33 6 12 34 56 78", "n": 42}),
+            json!({"n": 999_999_999_999i64, "m": -999_999_999_999i64, "x": 1.5}),
             json!({"order": "2026-11-29"}),
             json!(null),
         ] {

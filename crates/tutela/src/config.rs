@@ -42,6 +42,23 @@ pub struct FileConfig {
     pub consent: ConsentConfig,
     #[serde(default)]
     pub console: ConsoleFileConfig,
+    /// HTTP connection limits (`[server]`).
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The `[server]` table: HTTP connection limits (see `tutela serve --help`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Time to receive a whole request head once its first byte arrived [default: "10 seconds"].
+    pub header_read_timeout: Option<String>,
+    /// How long an idle keep-alive connection stays open [default: "60 seconds"].
+    pub keep_alive_timeout: Option<String>,
+    /// Time to receive a request body [default: "60 seconds"].
+    pub body_read_timeout: Option<String>,
+    /// Most connections open at once [default: 4096].
+    pub max_connections: Option<usize>,
 }
 
 /// The `[console]` table.
@@ -94,6 +111,17 @@ pub fn parse_interval(text: &str) -> anyhow::Result<Option<std::time::Duration>>
         return Err(hint());
     }
     Ok(Some(std::time::Duration::from_secs(n * unit)))
+}
+
+/// Parses a timeout such as "10 seconds", "2 minutes" or "1 hour" (not "off": every timeout
+/// of the server is bounded).
+pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    match parse_interval(text) {
+        Ok(Some(d)) => Ok(d),
+        _ => bail!(
+            "invalid duration {text:?}: write e.g. \"10 seconds\", \"2 minutes\" or \"1 hour\""
+        ),
+    }
 }
 
 /// `[[connectors.sql]]` and `[[connectors.webhook]]`: the systems rights requests reach.

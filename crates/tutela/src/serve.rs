@@ -82,9 +82,74 @@ pub struct ServeArgs {
     /// [default: 60].
     #[arg(long, env = "TUTELA_CONSENT_RATE_LIMIT", value_name = "N")]
     consent_rate_limit: Option<u32>,
+
+    /// Time a client has to send a whole request head once its first byte arrived, e.g.
+    /// "10 seconds" [default: 10 seconds].
+    #[arg(long, env = "TUTELA_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    header_read_timeout: Option<String>,
+
+    /// How long an idle keep-alive connection stays open waiting for its next request
+    /// [default: 60 seconds].
+    #[arg(long, env = "TUTELA_KEEP_ALIVE_TIMEOUT", value_name = "DURATION")]
+    keep_alive_timeout: Option<String>,
+
+    /// Time a handler may spend receiving a request body, from the end of the request head
+    /// [default: 60 seconds].
+    #[arg(long, env = "TUTELA_BODY_READ_TIMEOUT", value_name = "DURATION")]
+    body_read_timeout: Option<String>,
+
+    /// Most connections open at once; more wait in the listen backlog [default: 4096].
+    #[arg(long, env = "TUTELA_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+}
+
+/// The server's connection limits: flags and variables, then `[server]` in tutela.toml, then
+/// the defaults.
+fn limits(
+    args: &ServeArgs,
+    file: &config::ServerConfig,
+) -> anyhow::Result<crate::http_server::Limits> {
+    let defaults = crate::http_server::Limits::default();
+    let duration = |flag: &Option<String>, key: &Option<String>, name: &str, default| match flag
+        .as_ref()
+        .or(key.as_ref())
+    {
+        None => Ok(default),
+        Some(text) => config::parse_duration(text).with_context(|| format!("invalid {name}")),
+    };
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(defaults.max_connections);
+    anyhow::ensure!(
+        (1..=1_000_000).contains(&max_connections),
+        "invalid max_connections {max_connections}: give 1 to 1000000"
+    );
+    Ok(crate::http_server::Limits {
+        header_read_timeout: duration(
+            &args.header_read_timeout,
+            &file.header_read_timeout,
+            "header_read_timeout",
+            defaults.header_read_timeout,
+        )?,
+        keep_alive_timeout: duration(
+            &args.keep_alive_timeout,
+            &file.keep_alive_timeout,
+            "keep_alive_timeout",
+            defaults.keep_alive_timeout,
+        )?,
+        body_read_timeout: duration(
+            &args.body_read_timeout,
+            &file.body_read_timeout,
+            "body_read_timeout",
+            defaults.body_read_timeout,
+        )?,
+        max_connections,
+    })
 }
 
 pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
+    let limits = limits(&args, &ctx.file.server)?;
     let listen = args
         .listen
         .or(ctx.file.listen.clone())
@@ -271,13 +336,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 Vec::new()
             }
         };
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+        crate::http_server::serve(listener, app, limits, shutdown_signal()).await;
         for job in jobs {
             job.abort();
         }

@@ -710,3 +710,138 @@ on_erase = { action = "delete" }
     assert!(err.contains("not a plain SQL name"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// Reads from `s` until the server closes the connection (end of stream or reset), for at most
+/// `limit`; returns how long that took and what was received, or None if it stayed open.
+fn wait_for_close(s: &mut TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)> {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while started.elapsed() < limit {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => return Some((started.elapsed(), got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some((started.elapsed(), got)),
+        }
+    }
+    None
+}
+
+#[test]
+fn serve_closes_slow_and_idle_connections_but_not_busy_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_env(
+        &dir.path().join("data"),
+        &[],
+        &[
+            ("TUTELA_HEADER_READ_TIMEOUT", "1 second"),
+            ("TUTELA_KEEP_ALIVE_TIMEOUT", "4 seconds"),
+            ("TUTELA_BODY_READ_TIMEOUT", "2 seconds"),
+        ],
+    );
+
+    // Slowloris: half a request head, then one byte every 200 ms. The head timer counts from
+    // the first byte and more bytes do not restart it: the server hangs up after ~1 s, well
+    // before the keep-alive timeout, without having answered.
+    let mut slow = TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    let closed = loop {
+        if let Some(c) = wait_for_close(&mut slow, Duration::from_millis(200)) {
+            break Some(c);
+        }
+        if slow.write_all(b"a").is_err() || started.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+    };
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3500),
+        "slow head cut after {elapsed:?}"
+    );
+    if let Some((_, got)) = closed {
+        assert!(
+            !String::from_utf8_lossy(&got).contains(" 200 "),
+            "an incomplete head was answered"
+        );
+    }
+
+    // A busy keep-alive connection: a request every 400 ms for longer than both timeouts, all
+    // answered on the same connection (and the pause between two requests is idle time, which
+    // the head timer does not count).
+    let mut busy = TcpStream::connect(&server.addr).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        busy.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                busy.read(&mut byte).unwrap(),
+                1,
+                "connection closed while busy"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("content-length");
+        let mut body = vec![0u8; len];
+        busy.read_exact(&mut body).unwrap();
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(answered >= 8, "{answered} answers");
+
+    // An idle keep-alive connection outlives the head timeout and is closed by the keep-alive
+    // timeout.
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (after, got) = wait_for_close(&mut idle, Duration::from_secs(15)).expect("idle closed");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(
+        after >= Duration::from_millis(3500) && after < Duration::from_secs(9),
+        "idle connection closed after {after:?}"
+    );
+
+    // A body that never comes: the request fails once the body timeout has passed, instead of
+    // holding the connection.
+    let mut body = TcpStream::connect(&server.addr).unwrap();
+    body.write_all(
+        b"POST /api/v1/consent HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"choices\":",
+    )
+    .unwrap();
+    let (after, got) = wait_for_close(&mut body, Duration::from_secs(15)).expect("body cut");
+    let got = String::from_utf8_lossy(&got).to_string();
+    assert!(!got.contains(" 201 "), "{got}");
+    assert!(
+        after < Duration::from_secs(8),
+        "body wait ended after {after:?}"
+    );
+
+    // The server still serves, and stops gracefully.
+    assert_eq!(server.get("/readyz").0, 200);
+    let (status, log) = server.stop();
+    assert!(status.success(), "exit {status:?}\n{log}");
+}

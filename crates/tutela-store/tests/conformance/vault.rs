@@ -656,3 +656,222 @@ async fn sqlite_purge_lists_expired_ids_in_rounds_and_deletes_by_id() {
     );
     assert_eq!(store.vault_counts().await.unwrap(), (1, 0, 1));
 }
+
+/// Writes one bulk batch (two subjects, identifiers, records over the chunk sizes, audit
+/// entries) through `tx`; returns the record ids and the audit sequence number reached.
+async fn write_bulk(mut tx: tutela_store::BatchTx, tag: &str) -> (Vec<i64>, i64) {
+    let s1 = format!("{tag}1");
+    let s2 = format!("{tag}2");
+    assert!(
+        tx.subjects_by_index(vec![vec![1; 32]])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.insert_subjects(vec![subject(&s1, "k1"), subject(&s2, "k1")])
+        .await
+        .unwrap();
+    let mut idx = vec![tag.as_bytes()[0]; 32];
+    tx.insert_identifiers(vec![StoredIdentifier {
+        blind_index: idx.clone(),
+        subject_id: s1.clone(),
+        kind: "email".into(),
+        created_at: 100,
+    }])
+    .await
+    .unwrap();
+    idx[0] = 0;
+    tx.insert_identifiers(vec![StoredIdentifier {
+        blind_index: idx,
+        subject_id: s2.clone(),
+        kind: "phone".into(),
+        created_at: 101,
+    }])
+    .await
+    .unwrap();
+    // Written in several calls, as `Vault::write_batch` hands them over.
+    for part in 0..3 {
+        let rows: Vec<NewRecord> = (0..700)
+            .map(|i| {
+                let mut r = record(
+                    if i % 2 == 0 { &s1 } else { &s2 },
+                    "support",
+                    "support_messages",
+                    if i % 3 == 0 { None } else { Some(1_000 + i) },
+                );
+                r.payload = format!("{part}-{i}").into_bytes();
+                r.legal_hold = i % 5 == 0;
+                r
+            })
+            .collect();
+        tx.insert_records(rows, 100).await.unwrap();
+    }
+    // Reads inside the transaction see what it wrote.
+    let mut found = tx.subjects(vec![s1.clone(), s2.clone()]).await.unwrap();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(found, vec![subject(&s1, "k1"), subject(&s2, "k1")]);
+    assert!(tx.events(vec![s1.clone()]).await.unwrap().is_empty());
+    let seq = tx
+        .append_audit(&[entry("write"), entry("subject_created")], fake_hash)
+        .await
+        .unwrap();
+    let ids = tx.record_ids(2100).await.unwrap();
+    tx.commit().await.unwrap();
+    (ids, seq)
+}
+
+#[tokio::test]
+async fn bulk_batches_store_the_same_rows_on_both_paths() {
+    on_each_engine(|store| async move {
+        // The engine's own path (on SQLite: the writer thread), then the portable one.
+        let (fast_ids, seq1) = write_bulk(store.vault_batch_begin().await.unwrap(), "a").await;
+        let (port_ids, seq2) =
+            write_bulk(store.vault_batch_begin_portable().await.unwrap(), "b").await;
+        assert_eq!(
+            (seq1, seq2),
+            (2, 4),
+            "the chain continues across both paths"
+        );
+        for ids in [&fast_ids, &port_ids] {
+            assert_eq!(ids.len(), 2100);
+            assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        }
+        // Record by record, both paths stored the same thing.
+        for (k, (a, b)) in fast_ids.iter().zip(&port_ids).enumerate() {
+            let sa = if k % 2 == 0 { "a1" } else { "a2" };
+            let sb = if k % 2 == 0 { "b1" } else { "b2" };
+            let ra = store.vault_record(sa, *a, 0).await.unwrap().expect("a");
+            let rb = store.vault_record(sb, *b, 0).await.unwrap().expect("b");
+            assert_eq!(ra.payload, format!("{}-{}", k / 700, k % 700).into_bytes());
+            assert_eq!(
+                (
+                    ra.payload,
+                    ra.purpose,
+                    ra.category,
+                    ra.source,
+                    ra.collected_at
+                ),
+                (
+                    rb.payload,
+                    rb.purpose,
+                    rb.category,
+                    rb.source,
+                    rb.collected_at
+                )
+            );
+            assert_eq!(
+                (
+                    ra.anchor_at,
+                    ra.deadline,
+                    ra.legal_hold,
+                    ra.restricted,
+                    ra.updated_at
+                ),
+                (
+                    rb.anchor_at,
+                    rb.deadline,
+                    rb.legal_hold,
+                    rb.restricted,
+                    rb.updated_at
+                )
+            );
+        }
+        for (s, kind) in [
+            ("a1", "email"),
+            ("a2", "phone"),
+            ("b1", "email"),
+            ("b2", "phone"),
+        ] {
+            let ids = store.vault_identifiers(s).await.unwrap();
+            assert_eq!(ids.len(), 1);
+            assert_eq!(ids[0].kind, kind);
+        }
+        // The audit entries, hashes included, chain from one path to the other.
+        let rows = store.audit_entries(0, 10).await.unwrap();
+        assert_eq!(rows.len(), 4);
+        let mut prev = [0u8; 32];
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r.seq, i as i64 + 1);
+            let e = entry(&r.action);
+            assert_eq!(
+                (&r.actor, &r.purpose, &r.details, r.time_ms),
+                (&e.actor, &e.purpose, &e.details, e.time_ms)
+            );
+            assert_eq!(r.subject_commitment.as_deref(), Some(&[7u8; 32][..]));
+            prev = fake_hash(&prev, r.seq, &e);
+            assert_eq!(r.hash, prev.to_vec());
+        }
+        assert_eq!(store.audit_head().await.unwrap(), (4, prev.to_vec()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bulk_batch_errors_roll_everything_back() {
+    on_each_engine(|store| async move {
+        let mut tx = store.vault_batch_begin().await.unwrap();
+        tx.insert_subjects(vec![subject("s1", "k1")]).await.unwrap();
+        tx.insert_identifiers(vec![StoredIdentifier {
+            blind_index: vec![1; 32],
+            subject_id: "s1".into(),
+            kind: "email".into(),
+            created_at: 100,
+        }])
+        .await
+        .unwrap();
+        tx.insert_records(vec![record("s1", "support", "email", None)], 100)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // A second writer registers the same blind index: a unique violation, reported (on
+        // SQLite, where the insert is queued, by a later call) and nothing of the transaction
+        // is kept.
+        let mut tx = store.vault_batch_begin().await.unwrap();
+        tx.insert_subjects(vec![subject("s2", "k1")]).await.unwrap();
+        let err = match tx
+            .insert_identifiers(vec![StoredIdentifier {
+                blind_index: vec![1; 32],
+                subject_id: "s2".into(),
+                kind: "email".into(),
+                created_at: 100,
+            }])
+            .await
+        {
+            Err(e) => e,
+            Ok(()) => {
+                tx.insert_records(vec![record("s2", "support", "email", None)], 100)
+                    .await
+                    .unwrap();
+                let e = tx
+                    .record_ids(1)
+                    .await
+                    .expect_err("the queued insert failed");
+                // Later calls of the failed transaction fail too, and commit refuses.
+                assert!(tx.subjects(vec!["s1".into()]).await.is_err());
+                assert!(tx.commit().await.is_err());
+                e
+            }
+        };
+        assert!(err.is_unique_violation(), "{err}");
+        assert!(store.vault_subject("s2").await.unwrap().is_none());
+        assert_eq!(store.vault_counts().await.unwrap(), (1, 1, 1));
+
+        // A transaction dropped without commit leaves nothing either, and the next one works.
+        let mut tx = store.vault_batch_begin().await.unwrap();
+        tx.insert_subjects(vec![subject("s3", "k1")]).await.unwrap();
+        tx.append_audit(&[entry("write")], fake_hash).await.unwrap();
+        drop(tx);
+        let mut tx = store.vault_batch_begin().await.unwrap();
+        tx.insert_subjects(vec![subject("s4", "k1")]).await.unwrap();
+        assert_eq!(
+            tx.append_audit(&[entry("write")], fake_hash).await.unwrap(),
+            1
+        );
+        tx.commit().await.unwrap();
+        assert!(store.vault_subject("s3").await.unwrap().is_none());
+        assert!(store.vault_subject("s4").await.unwrap().is_some());
+        assert_eq!(store.audit_head().await.unwrap().0, 1);
+    })
+    .await;
+}

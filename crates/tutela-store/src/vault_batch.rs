@@ -1,0 +1,532 @@
+//! Bulk vault writes (`Vault::write_batch`): one transaction that resolves subjects, inserts
+//! subjects, identifiers, sealed records and audit entries.
+//!
+//! On PostgreSQL (and on an SQLite store without a file path) a [`BatchTx`] is a [`VaultTx`]
+//! (sqlx, portable SQL). On SQLite it runs on a dedicated `rusqlite` connection owned by a
+//! worker thread (same `libsqlite3-sys` as sqlx: one SQLite library in the process), with cached
+//! single-row statements. Inserts are *queued*: the caller goes on sealing the next records on
+//! its own thread while the worker writes the previous ones, so on two cores the Rust work and
+//! SQLite's B-tree work overlap instead of adding up. An error of a queued insert is kept by the
+//! worker and returned by the next call that waits for an answer (at the latest
+//! [`BatchTx::record_ids`] or [`BatchTx::commit`]); nothing is committed after an error, and a
+//! transaction dropped without `commit` is rolled back.
+//!
+//! Measured on the benchmark machine (1M records, 100k subjects, SQLite): see BENCHMARKS.md,
+//! "Notes on the vault figures". The conformance suite writes the same batch through both paths
+//! and compares every stored row.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::vault::{Events, NewRecord, StoredIdentifier, StoredSubject, VaultTx};
+use crate::{Engine, NewAuditEntry, Result, Store, StoreError};
+
+/// A unit of work for the worker thread.
+type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// The worker thread's state: its connection, and the state of the current transaction.
+struct Worker {
+    conn: Connection,
+    /// The first error of a queued statement of the current transaction.
+    error: Option<rusqlite::Error>,
+    /// Set once an error was reported: later statements of the transaction are skipped.
+    failed: bool,
+    /// Ids of the records inserted by the current transaction, in insertion order.
+    ids: Vec<i64>,
+}
+
+/// The SQLite vault writer: a thread with its own connection, and a lock that lets one
+/// transaction at a time use it.
+pub(crate) struct VaultWorker {
+    jobs: mpsc::Sender<Job>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for VaultWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultWorker")
+    }
+}
+
+impl VaultWorker {
+    fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // The same settings as the pool's connections (see `Store::connect`): FULL sync, so an
+        // acknowledged write survives a power cut; secure_delete; a 32 MiB page cache.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA cache_size = -32768; \
+             PRAGMA mmap_size = 268435456;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(16);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let mut worker = Worker {
+            conn,
+            error: None,
+            failed: false,
+            ids: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("tutela-vault-writer".into())
+            .spawn(move || {
+                // Ends when every sender is gone (the store was dropped).
+                while let Ok(job) = rx.recv() {
+                    job(&mut worker);
+                }
+            })
+            .map_err(|_| rusqlite::Error::InvalidQuery)?;
+        Ok(VaultWorker {
+            jobs: tx,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    fn sender(&self) -> mpsc::Sender<Job> {
+        self.jobs.clone()
+    }
+}
+
+/// A transaction on the SQLite vault worker.
+struct Session {
+    jobs: mpsc::Sender<Job>,
+    /// The chain head read when the transaction began (the transaction holds the write lock,
+    /// so it cannot change under it).
+    head: (i64, [u8; 32]),
+    done: bool,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+fn worker_gone() -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(
+        "the vault writer thread stopped".into(),
+    ))
+}
+
+fn skipped() -> rusqlite::Error {
+    // Reported only if a caller ignored an earlier error and went on.
+    rusqlite::Error::InvalidQuery
+}
+
+impl Session {
+    /// Runs `f` on the worker and waits for its answer (or for the error of a statement queued
+    /// before it).
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Worker) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |w: &mut Worker| {
+                let r = if let Some(e) = w.error.take() {
+                    w.failed = true;
+                    Err(e)
+                } else if w.failed {
+                    Err(skipped())
+                } else {
+                    f(w).inspect_err(|_| w.failed = true)
+                };
+                let _ = tx.send(r);
+            }))
+            .map_err(|_| worker_gone())?;
+        rx.await.map_err(|_| worker_gone())?.map_err(Into::into)
+    }
+
+    /// Queues `f` on the worker without waiting: its error, if any, is returned by the next
+    /// [`Session::call`].
+    fn queue(
+        &self,
+        f: impl FnOnce(&mut Worker) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<()> {
+        self.jobs
+            .send(Box::new(move |w: &mut Worker| {
+                if w.error.is_none()
+                    && !w.failed
+                    && let Err(e) = f(w)
+                {
+                    w.error = Some(e);
+                }
+            }))
+            .map_err(|_| worker_gone())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.done {
+            // Queued before the lock is released (the guard drops after this): the next
+            // transaction's BEGIN comes after it.
+            let _ = self.jobs.send(Box::new(|w: &mut Worker| {
+                if !w.conn.is_autocommit() {
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                }
+                w.error = None;
+                w.failed = false;
+                w.ids.clear();
+            }));
+        }
+    }
+}
+
+enum Inner {
+    Portable { tx: VaultTx, ids: Vec<i64> },
+    Sqlite(Session),
+}
+
+/// A bulk vault write transaction (see the module documentation). Dropping it without
+/// [`BatchTx::commit`] rolls back.
+pub struct BatchTx {
+    inner: Inner,
+}
+
+impl Store {
+    /// Starts a bulk vault write transaction: on SQLite, on the dedicated writer connection
+    /// (`BEGIN IMMEDIATE`, so it holds the write lock from the start); elsewhere a [`VaultTx`].
+    pub async fn vault_batch_begin(&self) -> Result<BatchTx> {
+        if self.engine() == Engine::Sqlite
+            && let Some(path) = self.sqlite_path().map(Path::to_path_buf)
+        {
+            let worker = match self.vault_worker.get() {
+                Some(w) => w,
+                None => {
+                    let w = tokio::task::spawn_blocking(move || VaultWorker::open(&path))
+                        .await
+                        .map_err(|_| worker_gone())??;
+                    let _ = self.vault_worker.set(w);
+                    self.vault_worker.get().expect("just set")
+                }
+            };
+            let guard = worker.lock.clone().lock_owned().await;
+            let mut session = Session {
+                jobs: worker.sender(),
+                head: (0, [0; 32]),
+                done: false,
+                _guard: guard,
+            };
+            session.head = session
+                .call(|w| {
+                    w.error = None;
+                    w.failed = false;
+                    w.ids.clear();
+                    w.conn.execute_batch("BEGIN IMMEDIATE")?;
+                    w.conn
+                        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                            let seq: i64 = r.get(0)?;
+                            let stored: Vec<u8> = r.get(1)?;
+                            let mut hash = [0u8; 32];
+                            if stored.len() == 32 {
+                                hash.copy_from_slice(&stored);
+                            }
+                            Ok((seq, hash))
+                        })
+                })
+                .await?;
+            return Ok(BatchTx {
+                inner: Inner::Sqlite(session),
+            });
+        }
+        self.vault_batch_begin_portable().await
+    }
+
+    /// A bulk transaction through the portable (sqlx) path even on SQLite: for the conformance
+    /// suite, which compares both paths.
+    #[doc(hidden)]
+    pub async fn vault_batch_begin_portable(&self) -> Result<BatchTx> {
+        Ok(BatchTx {
+            inner: Inner::Portable {
+                tx: self.vault_begin().await?,
+                ids: Vec::new(),
+            },
+        })
+    }
+}
+
+/// Reads `ids` in chunks through one cached statement per chunk size; `row` maps a row.
+fn select_in<K: rusqlite::ToSql, T>(
+    conn: &Connection,
+    sql_prefix: &str,
+    keys: &[K],
+    mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(500) {
+        let mut sql = String::with_capacity(sql_prefix.len() + chunk.len() * 2 + 2);
+        sql.push_str(sql_prefix);
+        sql.push('(');
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "?" } else { ",?" });
+        }
+        sql.push(')');
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(chunk.iter()))?;
+        while let Some(r) = rows.next()? {
+            out.push(row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+impl BatchTx {
+    /// Which engine the transaction runs on.
+    pub fn engine(&self) -> Engine {
+        match &self.inner {
+            Inner::Portable { tx, .. } => tx.engine(),
+            Inner::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// Whether inserts are queued to a writer thread (SQLite): the caller should then hand
+    /// records over in chunks as it produces them, so that both threads work at once.
+    pub fn is_pipelined(&self) -> bool {
+        matches!(self.inner, Inner::Sqlite(_))
+    }
+
+    /// `(blind index, subject id)` of the known indexes.
+    pub async fn subjects_by_index(
+        &mut self,
+        indexes: Vec<Vec<u8>>,
+    ) -> Result<Vec<(Vec<u8>, String)>> {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => tx.subjects_by_index(&indexes).await,
+            Inner::Sqlite(s) => {
+                if indexes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                s.call(move |w| {
+                    select_in(
+                        &w.conn,
+                        "SELECT blind_index, subject_id FROM vault_identifiers WHERE blind_index IN ",
+                        &indexes,
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                })
+                .await
+            }
+        }
+    }
+
+    /// Subjects by id (those that exist; any order).
+    pub async fn subjects(&mut self, ids: Vec<String>) -> Result<Vec<StoredSubject>> {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => tx.subjects(&ids).await,
+            Inner::Sqlite(s) => {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                s.call(move |w| {
+                    select_in(
+                        &w.conn,
+                        "SELECT id, wrapped_key, key_id, created_at FROM vault_subjects WHERE id IN ",
+                        &ids,
+                        |r| {
+                            Ok(StoredSubject {
+                                id: r.get(0)?,
+                                wrapped_key: r.get(1)?,
+                                key_id: r.get(2)?,
+                                created_at: r.get(3)?,
+                            })
+                        },
+                    )
+                })
+                .await
+            }
+        }
+    }
+
+    /// Anchor events of some subjects.
+    pub async fn events(&mut self, subject_ids: Vec<String>) -> Result<Events> {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => tx.events(&subject_ids).await,
+            Inner::Sqlite(s) => {
+                if subject_ids.is_empty() {
+                    return Ok(BTreeMap::new());
+                }
+                let rows = s
+                    .call(move |w| {
+                        select_in(
+                            &w.conn,
+                            "SELECT subject_id, purpose, event, at FROM vault_events WHERE subject_id IN ",
+                            &subject_ids,
+                            |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
+                        )
+                    })
+                    .await?;
+                Ok(rows.into_iter().collect())
+            }
+        }
+    }
+
+    /// Inserts subjects (queued on SQLite).
+    pub async fn insert_subjects(&mut self, subjects: Vec<StoredSubject>) -> Result<()> {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => tx.insert_subjects(&subjects).await,
+            Inner::Sqlite(s) => {
+                if subjects.is_empty() {
+                    return Ok(());
+                }
+                s.queue(move |w| {
+                    let mut stmt = w.conn.prepare_cached(
+                        "INSERT INTO vault_subjects (id, wrapped_key, key_id, created_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?;
+                    for x in &subjects {
+                        stmt.execute(params![x.id, x.wrapped_key, x.key_id, x.created_at])?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// Inserts identifiers (queued on SQLite). An index that already exists is a unique
+    /// violation ([`StoreError::is_unique_violation`]).
+    pub async fn insert_identifiers(&mut self, identifiers: Vec<StoredIdentifier>) -> Result<()> {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => tx.insert_identifiers(&identifiers).await,
+            Inner::Sqlite(s) => {
+                if identifiers.is_empty() {
+                    return Ok(());
+                }
+                s.queue(move |w| {
+                    let mut stmt = w.conn.prepare_cached(
+                        "INSERT INTO vault_identifiers (blind_index, subject_id, kind, created_at) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?;
+                    for x in &identifiers {
+                        stmt.execute(params![x.blind_index, x.subject_id, x.kind, x.created_at])?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// Inserts records (queued on SQLite); their ids are returned, in insertion order over the
+    /// whole transaction, by [`BatchTx::record_ids`].
+    pub async fn insert_records(&mut self, records: Vec<NewRecord>, now: i64) -> Result<()> {
+        match &mut self.inner {
+            Inner::Portable { tx, ids } => {
+                ids.extend(tx.insert_records(&records, now).await?);
+                Ok(())
+            }
+            Inner::Sqlite(s) => {
+                if records.is_empty() {
+                    return Ok(());
+                }
+                s.queue(move |w| {
+                    let mut stmt = w.conn.prepare_cached(
+                        "INSERT INTO vault_records (subject_id, purpose, category, payload, source, \
+                         collected_at, anchor_at, deadline, legal_hold, restricted, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    )?;
+                    w.ids.reserve(records.len());
+                    for r in &records {
+                        stmt.execute(params![
+                            r.subject_id,
+                            r.purpose,
+                            r.category,
+                            r.payload,
+                            r.source,
+                            r.collected_at,
+                            r.anchor_at,
+                            r.deadline,
+                            r.legal_hold,
+                            r.restricted,
+                            now
+                        ])?;
+                        w.ids.push(w.conn.last_insert_rowid());
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// The ids of every record inserted so far by this transaction, in insertion order (and
+    /// the error of any queued insert). `expected` is how many records the caller inserted:
+    /// any other count is an error.
+    pub async fn record_ids(&mut self, expected: usize) -> Result<Vec<i64>> {
+        let ids = match &mut self.inner {
+            Inner::Portable { ids, .. } => std::mem::take(ids),
+            Inner::Sqlite(s) => s.call(|w| Ok(std::mem::take(&mut w.ids))).await?,
+        };
+        if ids.len() != expected {
+            return Err(StoreError::Database(sqlx::Error::Protocol(
+                "record ids do not match the records written".into(),
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Appends audit entries after the chain head (see [`VaultTx::append_audit`]). Returns the
+    /// sequence number of the last entry.
+    pub async fn append_audit<F>(&mut self, entries: &[NewAuditEntry], hash: F) -> Result<i64>
+    where
+        F: Fn(&[u8; 32], i64, &NewAuditEntry) -> [u8; 32],
+    {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => tx.append_audit(entries, hash).await,
+            Inner::Sqlite(s) => {
+                let (mut seq, mut prev) = s.head;
+                if entries.is_empty() {
+                    return Ok(seq);
+                }
+                let mut hashes = Vec::with_capacity(entries.len());
+                for e in entries {
+                    seq += 1;
+                    prev = hash(&prev, seq, e);
+                    hashes.push(prev);
+                }
+                let first = s.head.0 + 1;
+                s.head = (seq, prev);
+                let entries = entries.to_vec();
+                s.queue(move |w| {
+                    let mut stmt = w.conn.prepare_cached(
+                        "INSERT INTO audit_log (seq, time_ms, actor, action, purpose, \
+                         subject_commitment, details, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?;
+                    for (i, (e, h)) in entries.iter().zip(&hashes).enumerate() {
+                        stmt.execute(params![
+                            first + i as i64,
+                            e.time_ms,
+                            e.actor,
+                            e.action,
+                            e.purpose,
+                            e.subject_commitment.as_ref().map(|c| &c[..]),
+                            e.details,
+                            &h[..]
+                        ])?;
+                    }
+                    w.conn
+                        .prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
+                        .execute(params![seq, &prev[..]])?;
+                    Ok(())
+                })?;
+                Ok(seq)
+            }
+        }
+    }
+
+    /// Commits (on SQLite, after every queued statement succeeded).
+    pub async fn commit(self) -> Result<()> {
+        match self.inner {
+            Inner::Portable { tx, .. } => tx.commit().await,
+            Inner::Sqlite(mut s) => {
+                s.call(|w| {
+                    w.conn.execute_batch("COMMIT")?;
+                    w.ids.clear();
+                    Ok(())
+                })
+                .await?;
+                s.done = true;
+                Ok(())
+            }
+        }
+    }
+}
