@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod auth;
 pub mod consent;
 pub mod console;
+mod consent_gate;
 mod error;
 mod middleware;
 mod public;
@@ -67,6 +68,10 @@ impl AppState {
             &register.register,
             store.clone(),
             &consent::ConsentOptions::default(),
+        )
+        .with_analytics_purpose(
+            &register.register,
+            analytics.policy.as_ref().map(|p| p.purpose_id.as_str()),
         );
         AppState {
             register: Arc::new(register),
@@ -108,8 +113,13 @@ impl AppState {
 
     /// Replaces the consent settings (allowed origins, rate limit, queue size).
     pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
+        let purpose = self.analytics.analytics.policy.as_ref();
         self.consent =
-            consent::ConsentState::new(&self.register.register, self.store.clone(), options);
+            consent::ConsentState::new(&self.register.register, self.store.clone(), options)
+                .with_analytics_purpose(
+                    &self.register.register,
+                    purpose.map(|p| p.purpose_id.as_str()),
+                );
         self
     }
 }
