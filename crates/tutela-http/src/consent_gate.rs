@@ -199,10 +199,7 @@ impl AnalyticsGate {
                 .increment(1);
             return false;
         };
-        let granted = match store
-            .consent_granted(&id, ConsentCategory::Analytics)
-            .await
-        {
+        let granted = match store.consent_granted(&id, ConsentCategory::Analytics).await {
             Ok(answer) => answer == Some(true),
             Err(e) => {
                 tracing::warn!(error = %e, "consent lookup failed; the hit is not stored");
@@ -257,7 +254,10 @@ mod tests {
         assert_eq!(parse_id("3f2c1e9a8b7d4c6e9f0123456789abcd"), None);
         assert_eq!(parse_id("3f2c1e9a-8b7d-4c6e-9f01-23456789abcg"), None);
         assert_eq!(parse_id(""), None);
-        assert_eq!(param_of(&format!("idsite=1&tutela_consent={id}&rec=1")), Some(id));
+        assert_eq!(
+            param_of(&format!("idsite=1&tutela_consent={id}&rec=1")),
+            Some(id)
+        );
         assert_eq!(param_of("?tutela_consent=a&tutela_consent=b"), Some("b"));
         assert_eq!(param_of("idsite=1"), None);
         let body = format!(

@@ -5,8 +5,8 @@
 pub mod analytics;
 pub mod auth;
 pub mod consent;
-pub mod console;
 mod consent_gate;
+pub mod console;
 mod error;
 mod middleware;
 mod public;

@@ -1163,7 +1163,9 @@ async fn post_consent(t: &T, body: serde_json::Value) -> String {
 }
 
 async fn metric(t: &T, outcome: &str) -> u64 {
-    let m = send(&t.app, "GET", "/metrics", "127.0.0.1", &[], "").await.text();
+    let m = send(&t.app, "GET", "/metrics", "127.0.0.1", &[], "")
+        .await
+        .text();
     let key = format!("tutela_analytics_hits_total{{outcome=\"{outcome}\"}} ");
     m.lines()
         .find_map(|l| l.strip_prefix(key.as_str()))
@@ -1179,8 +1181,13 @@ async fn under_a_consent_basis_hits_are_stored_only_with_a_recorded_grant() {
     let count = || async { t.state.store.analytics_event_count(1).await.unwrap() };
 
     // The tracker starts in requireConsent mode.
-    let js = send(&t.app, "GET", "/matomo.js", "127.0.0.1", &[], "").await.text();
-    assert!(js.contains("/*consent mode*/true"), "tracker not in consent mode");
+    let js = send(&t.app, "GET", "/matomo.js", "127.0.0.1", &[], "")
+        .await
+        .text();
+    assert!(
+        js.contains("/*consent mode*/true"),
+        "tracker not in consent mode"
+    );
 
     // No consent id, a malformed one, an unknown one: answered like Matomo, nothing stored.
     let before = metric(&t, "no_consent").await;
@@ -1197,13 +1204,29 @@ async fn under_a_consent_basis_hits_are_stored_only_with_a_recorded_grant() {
 
     // A refusal: still nothing.
     let refused = post_consent(&t, json!({"choices": {"analytics": false}})).await;
-    let a = hit(&t, &format!("{q}&tutela_consent={refused}"), "203.0.113.1", CHROME).await;
+    let a = hit(
+        &t,
+        &format!("{q}&tutela_consent={refused}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(count().await, 0);
 
     // A grant: stored (in the query string, or in a POSTed form body).
-    let id = post_consent(&t, json!({"choices": {"analytics": true, "targeting": false}})).await;
-    let a = hit(&t, &format!("{q}&tutela_consent={id}"), "203.0.113.1", CHROME).await;
+    let id = post_consent(
+        &t,
+        json!({"choices": {"analytics": true, "targeting": false}}),
+    )
+    .await;
+    let a = hit(
+        &t,
+        &format!("{q}&tutela_consent={id}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(count().await, 1);
     let a = send(
@@ -1241,13 +1264,29 @@ async fn under_a_consent_basis_hits_are_stored_only_with_a_recorded_grant() {
     assert_eq!(count().await, 3);
 
     // A record that does not answer for analytics leaves the grant in force.
-    post_consent(&t, json!({"consent_id": id, "choices": {"functional": true}})).await;
-    hit(&t, &format!("{q}&tutela_consent={id}"), "203.0.113.1", CHROME).await;
+    post_consent(
+        &t,
+        json!({"consent_id": id, "choices": {"functional": true}}),
+    )
+    .await;
+    hit(
+        &t,
+        &format!("{q}&tutela_consent={id}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
     assert_eq!(count().await, 4);
 
     // Withdrawal takes effect for the very next hit.
     post_consent(&t, json!({"consent_id": id, "withdraw": true})).await;
-    let a = hit(&t, &format!("{q}&tutela_consent={id}"), "203.0.113.1", CHROME).await;
+    let a = hit(
+        &t,
+        &format!("{q}&tutela_consent={id}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(count().await, 4);
 
@@ -1272,7 +1311,11 @@ async fn under_a_consent_basis_hits_are_stored_only_with_a_recorded_grant() {
         category: "consent_record".into(),
         delete_after: i64::MAX / 2,
     };
-    t2.state.store.insert_consent_records(&[rec(true, 1)]).await.unwrap();
+    t2.state
+        .store
+        .insert_consent_records(&[rec(true, 1)])
+        .await
+        .unwrap();
     let q2 = format!("{q}&tutela_consent=11111111-2222-4333-8444-555555555555");
     let a = hit(&t2, &q2, "203.0.113.1", CHROME).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
@@ -1283,10 +1326,18 @@ async fn under_a_consent_basis_hits_are_stored_only_with_a_recorded_grant() {
 async fn under_legitimate_interest_hits_need_no_consent_id() {
     let t = app().await;
     assert!(!t.state.consent.analytics_needs_consent());
-    let js = send(&t.app, "GET", "/matomo.js", "127.0.0.1", &[], "").await.text();
+    let js = send(&t.app, "GET", "/matomo.js", "127.0.0.1", &[], "")
+        .await
+        .text();
     assert!(js.contains("/*__TUTELA_CONSENT_MODE__*/false"));
     let url = enc("https://www.example.com/");
-    let a = hit(&t, &format!("idsite=1&rec=1&url={url}&send_image=0"), "203.0.113.1", CHROME).await;
+    let a = hit(
+        &t,
+        &format!("idsite=1&rec=1&url={url}&send_image=0"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 1);
 }

@@ -436,7 +436,15 @@ async fn the_analytics_dashboard_opens_for_operators_who_may_view_analytics() {
         page.body
     );
     assert!(page.body.contains("/console/assets/dashboard.css"));
-    let css = call(&t.app, "GET", "/console/assets/dashboard.css", None, None, &[]).await;
+    let css = call(
+        &t.app,
+        "GET",
+        "/console/assets/dashboard.css",
+        None,
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.body.contains(".dash .cards"));
     // The analyst's console pages link it.
@@ -533,9 +541,17 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
     let t = app(ConsoleConfig::default()).await;
     add_operator(&t, "op3", "dora", "dpo").await;
     add_operator(&t, "op4", "adam", "admin").await;
-    let granted = record_consent(&t, r#"{"choices": {"analytics": true, "targeting": false}}"#).await;
+    let granted = record_consent(
+        &t,
+        r#"{"choices": {"analytics": true, "targeting": false}}"#,
+    )
+    .await;
     record_consent(&t, r#"{"choices": {"analytics": true, "targeting": true}}"#).await;
-    record_consent(&t, r#"{"choices": {"analytics": false, "targeting": false}}"#).await;
+    record_consent(
+        &t,
+        r#"{"choices": {"analytics": false, "targeting": false}}"#,
+    )
+    .await;
 
     // The analyst: rates (2 of 3 granted analytics), no receipt form, no consent id anywhere.
     let analyst = sign_in(&t, "ana").await;
@@ -543,8 +559,15 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("id=\"consent-chart\""), "{}", page.body);
     assert!(page.body.contains("class=\"rate-analytics\""));
-    assert!(page.body.contains("67 %") && page.body.contains("33 %"), "{}", page.body);
-    assert!(page.body.contains("<a href=\"/console/consent\" aria-current=\"page\">Consent</a>"));
+    assert!(
+        page.body.contains("67 %") && page.body.contains("33 %"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<a href=\"/console/consent\" aria-current=\"page\">Consent</a>")
+    );
     assert!(!page.body.contains("/console/consent/receipt"));
     assert!(!page.body.contains(&granted));
     let csrf = page.csrf();
@@ -554,7 +577,9 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
             "POST",
             path,
             Some(&analyst),
-            Some(format!("csrf={csrf}&consent_id={granted}&from=2026-01-01&to=2026-12-31")),
+            Some(format!(
+                "csrf={csrf}&consent_id={granted}&from=2026-01-01&to=2026-12-31"
+            )),
             &[],
         )
         .await;
@@ -598,7 +623,15 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
 
     // The DPO: looks a receipt up and exports the proof.
     let dpo = sign_in_enrolled(&t, "dora").await;
-    let page = call(&t.app, "GET", "/console/consent?lang=fr", Some(&dpo), None, &[]).await;
+    let page = call(
+        &t.app,
+        "GET",
+        "/console/consent?lang=fr",
+        Some(&dpo),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Retrouver un reçu"), "{}", page.body);
     let csrf = page.csrf();
@@ -612,8 +645,18 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
     )
     .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
-    assert!(res.body.contains(&format!("<code id=\"receipt-id\">{granted}</code>")), "{}", res.body);
-    assert_eq!(res.body.matches("<tr><td class=\"nowrap\">").count(), 1, "{}", res.body);
+    assert!(
+        res.body
+            .contains(&format!("<code id=\"receipt-id\">{granted}</code>")),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        res.body.matches("<tr><td class=\"nowrap\">").count(),
+        1,
+        "{}",
+        res.body
+    );
     // Without the form token: refused.
     let res = call(
         &t.app,
@@ -628,7 +671,10 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
     // A malformed or unknown id is said so.
     for (id, says) in [
         ("not-an-id", "UUID"),
-        ("3f2c1e9a-8b7d-4c6e-9f01-23456789abcd", "No record has this consent id"),
+        (
+            "3f2c1e9a-8b7d-4c6e-9f01-23456789abcd",
+            "No record has this consent id",
+        ),
     ] {
         let res = call(
             &t.app,
@@ -668,7 +714,11 @@ async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only()
     assert!(res.body.contains(&granted));
     // Both reads are in the audit log, without the consent id.
     let audit = call(&t.app, "GET", "/console/audit", Some(&dpo), None, &[]).await;
-    assert!(audit.body.contains("consent_receipt_viewed"), "{}", audit.body);
+    assert!(
+        audit.body.contains("consent_receipt_viewed"),
+        "{}",
+        audit.body
+    );
     assert!(audit.body.contains("consent_proof_exported"));
     assert!(!audit.body.contains(&granted));
 }

@@ -587,10 +587,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         .click()
         .await
         .unwrap();
-    b.c.wait()
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap();
+    b.c.wait().for_element(Locator::Css("h1")).await.unwrap();
     assert_eq!(b.path().await, "/console/consent");
     assert!(
         b.c.find(Locator::Id("consent-id")).await.is_err(),
@@ -708,7 +705,10 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
             .text()
             .await
             .unwrap();
-    assert!(receipt.contains("granted") && receipt.contains("refused"), "{receipt}");
+    assert!(
+        receipt.contains("granted") && receipt.contains("refused"),
+        "{receipt}"
+    );
     assert_eq!(
         b.c.find_all(Locator::Css("#receipt tbody tr"))
             .await

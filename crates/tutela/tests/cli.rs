@@ -773,7 +773,13 @@ fn serve_purges_expired_consent_records_and_audits_the_count() {
         .lines()
         .find(|l| l.contains("consent_retention_purge"))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains("\\\"records\\\":2") || line.contains("\"records\":2"), "{line}");
-    assert!(!out.contains("aaaaaaaa-bbbb"), "a consent id in the audit log");
+    assert!(
+        line.contains("\\\"records\\\":2") || line.contains("\"records\":2"),
+        "{line}"
+    );
+    assert!(
+        !out.contains("aaaaaaaa-bbbb"),
+        "a consent id in the audit log"
+    );
     run_ok(data, &["audit", "verify"]);
 }

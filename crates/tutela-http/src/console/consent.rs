@@ -113,7 +113,10 @@ struct Cell {
 
 fn cell(granted: i64, refused: i64) -> Cell {
     let rate = if granted + refused > 0 {
-        format!("{:.0} %", granted as f64 * 100.0 / (granted + refused) as f64)
+        format!(
+            "{:.0} %",
+            granted as f64 * 100.0 / (granted + refused) as f64
+        )
     } else {
         "—".to_string()
     };
@@ -456,7 +459,16 @@ pub(crate) async fn receipt(
     let (from, to) = (form.from.as_deref(), form.to.as_deref());
     if !is_uuid(&id) {
         let shown = form.consent_id.chars().take(64).collect();
-        return page(&state, &signed, from, to, None, shown, Flash::error(x.bad_id)).await;
+        return page(
+            &state,
+            &signed,
+            from,
+            to,
+            None,
+            shown,
+            Flash::error(x.bad_id),
+        )
+        .await;
     }
     let records = state
         .store
@@ -471,7 +483,16 @@ pub(crate) async fn receipt(
     )
     .await;
     if records.is_empty() {
-        return page(&state, &signed, from, to, None, id, Flash::error(x.no_receipt)).await;
+        return page(
+            &state,
+            &signed,
+            from,
+            to,
+            None,
+            id,
+            Flash::error(x.no_receipt),
+        )
+        .await;
     }
     let more = records.len() as i64 > RECEIPT_RECORDS;
     let cats = asked(&state);
