@@ -130,26 +130,8 @@ impl Store {
     /// Appends records in one transaction (one multi-row insert per [`MAX_CONSENT_BATCH`]).
     /// (The one query of this module whose placeholders differ per engine.)
     pub async fn insert_consent_records(&self, records: &[ConsentRecord]) -> Result<()> {
-        if records.len() <= MAX_CONSENT_BATCH {
-            // One statement is atomic on its own: no BEGIN/COMMIT round trips.
-            let mut conn = self.pool().acquire().await?;
-            return self.insert_consent_chunk(&mut conn, records).await;
-        }
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(MAX_CONSENT_BATCH) {
-            self.insert_consent_chunk(&mut tx, chunk).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// One multi-row insert of at most [`MAX_CONSENT_BATCH`] records.
-    async fn insert_consent_chunk(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        chunk: &[ConsentRecord],
-    ) -> Result<()> {
-        {
             let mut sql = format!("INSERT INTO consent_records ({COLUMNS}) VALUES ");
             for i in 0..chunk.len() {
                 if i > 0 {
@@ -190,8 +172,9 @@ impl Store {
                     .bind(&r.category)
                     .bind(r.delete_after);
             }
-            q.execute(&mut *conn).await?;
+            q.execute(&mut *tx).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -367,32 +350,9 @@ impl ConsentWriter {
     }
 }
 
-/// How long a batch may wait for the writers of the previous batch to come back (see [`run`]).
-pub const CONSENT_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The writer loop. Each commit costs one `fsync`, so records per second = batch size / commit
-/// time. The callers answered by one commit come back together a moment later; without care they
-/// miss the next batch (which starts at once with whatever queued meanwhile) and the callers split
-/// into cohorts that alternate, each commit carrying only part of them. So when fewer records are
-/// queued than the previous batch held, the writer lingers up to [`CONSENT_LINGER`] for them;
-/// with steady load every commit then carries every waiting caller. A lone caller (previous
-/// batch of one) never waits.
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_CONSENT_BATCH);
-    let mut last = 0usize;
     while rx.recv_many(&mut jobs, MAX_CONSENT_BATCH).await > 0 {
-        let want = last.min(MAX_CONSENT_BATCH);
-        if jobs.len() < want {
-            let deadline = tokio::time::Instant::now() + CONSENT_LINGER;
-            while jobs.len() < want {
-                let room = MAX_CONSENT_BATCH - jobs.len();
-                match tokio::time::timeout_at(deadline, rx.recv_many(&mut jobs, room)).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
-        }
-        last = jobs.len();
         let (records, waiters): (Vec<ConsentRecord>, Vec<_>) =
             jobs.drain(..).map(|j| (j.record, j.done)).unzip();
         metrics::histogram!("tutela_consent_batch_size").record(records.len() as f64);
