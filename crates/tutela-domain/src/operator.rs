@@ -55,6 +55,7 @@ impl Role {
                     | P::ManageKeys
                     | P::ViewSecurityEvents
                     | P::ViewAuditLog
+                    | P::ViewConsentRates
             ),
             Role::Dpo => matches!(
                 permission,
@@ -66,6 +67,8 @@ impl Role {
                     | P::HandleRightsRequests
                     | P::ViewSecurityEvents
                     | P::ViewAuditLog
+                    | P::ViewConsentRates
+                    | P::ReadConsentRecords
             ),
             Role::Support => matches!(
                 permission,
@@ -73,7 +76,7 @@ impl Role {
             ),
             Role::Analyst => matches!(
                 permission,
-                P::ViewOverview | P::ViewRegister | P::ViewAnalytics
+                P::ViewOverview | P::ViewRegister | P::ViewAnalytics | P::ViewConsentRates
             ),
         }
     }
@@ -122,6 +125,11 @@ pub enum Permission {
     ReadSupportData,
     /// File and handle data-subject rights requests.
     HandleRightsRequests,
+    /// Consent rates per cookie category over time (aggregated: no consent id, no record).
+    ViewConsentRates,
+    /// Consent receipts looked up by consent id, and the proof export of a period (records
+    /// keyed by pseudonymous consent ids: the DPO's proof of consent, GDPR art. 7(1)).
+    ReadConsentRecords,
 }
 
 /// Shortest password accepted, in characters (NIST SP 800-63B asks for at least 8; operators
@@ -312,8 +320,19 @@ mod tests {
             P::ViewSecurityEvents,
             P::ViewAuditLog,
             P::ManageOperators,
+            P::ReadConsentRecords,
         ] {
             assert!(!Role::Analyst.can(p), "{p:?}");
+        }
+        // Consent: rates for the analyst, the DPO and the administrator; receipts and the proof
+        // export for the DPO only.
+        for r in [Role::Analyst, Role::Dpo, Role::Admin] {
+            assert!(r.can(P::ViewConsentRates), "{r}");
+        }
+        assert!(!Role::Support.can(P::ViewConsentRates));
+        assert!(Role::Dpo.can(P::ReadConsentRecords));
+        for r in [Role::Admin, Role::Support, Role::Analyst] {
+            assert!(!r.can(P::ReadConsentRecords), "{r}");
         }
         assert!(Role::Admin.requires_second_factor() && Role::Dpo.requires_second_factor());
         assert!(!Role::Support.requires_second_factor());

@@ -165,11 +165,15 @@
         }
         // The server has the last word (e.g. Global Privacy Control refuses targeting).
         for (var c in answer.choices) {
-          state.c[c] = answer.choices[c].granted ? 1 : 0;
+          s.c[c] = answer.choices[c].granted ? 1 : 0;
         }
-        state.m = answer.method;
-        writeCookie(state);
-        notify();
+        s.m = answer.method;
+        // Recorded: a tracker that needs proof of consent may now send hits with this id.
+        s.k = 1;
+        if (state === s) {
+          writeCookie(state);
+          apply();
+        }
         return answer;
       });
     });
@@ -205,10 +209,17 @@
       }
       old.parentNode.replaceChild(s, old);
     }
-    // A Matomo tracker configured with `requireConsent` waits for this.
+    // A Matomo tracker configured with `requireConsent` waits for this. It gets the consent id
+    // only once the choice is recorded, so that the collector can check it (hits under a
+    // consent-based analytics purpose are stored only with a recorded grant).
     if (w._paq && typeof w._paq.push === 'function' && state && state.rev === config.revision &&
         'analytics' in state.c) {
-      w._paq.push([granted('analytics') ? 'setConsentGiven' : 'forgetConsentGiven']);
+      if (!granted('analytics')) {
+        w._paq.push(['forgetConsentGiven']);
+      } else if (state.k) {
+        w._paq.push(['appendToTrackingUrl', 'tutela_consent=' + encodeURIComponent(state.id)]);
+        w._paq.push(['setConsentGiven']);
+      }
     }
     notify();
   }
@@ -229,6 +240,7 @@
       categories: c,
       method: state.m,
       recordedAt: state.t,
+      recorded: state.k === 1,
       receipt: new URL('api/v1/consent/' + state.id, base).href
     };
   }
@@ -455,6 +467,21 @@
     categories: categories.map(function (c) { return c.id; })
   };
 
+  /** Records again the choice kept in the cookie. */
+  function resync() {
+    var choices = {};
+    for (var cat in state.c) {
+      choices[cat] = {granted: state.c[cat] === 1, services: {}};
+    }
+    (state.x || []).forEach(function (e) {
+      var i = e.indexOf(':');
+      if (i > 0 && choices[e.slice(0, i)]) {
+        choices[e.slice(0, i)].services[e.slice(i + 1)] = false;
+      }
+    });
+    record(choices, state.m === 'gpc' ? 'gpc' : 'banner').catch(function () {});
+  }
+
   function start() {
     d.addEventListener('click', function (e) {
       var a = e.target.closest ? e.target.closest('[data-tutela-consent="show"]') : null;
@@ -465,6 +492,10 @@
     });
     if (complete(state)) {
       apply();
+      if (!state.k) {
+        // The choice never reached the server (offline, error): record it now.
+        resync();
+      }
       return;
     }
     if (state && state.rev !== config.revision) {

@@ -6,17 +6,21 @@
   'use strict';
   if (w.Tutela) { return; }
   var nav = w.navigator, loc = w.location, enc = encodeURIComponent;
+  // Set by Tutela when the register gives audience statistics the consent basis: then no hit
+  // leaves before consent, and each hit carries the consent id (`tutela_consent`) whose record
+  // grants analytics; Tutela stores nothing without it.
+  var CONSENT_MODE = /*__TUTELA_CONSENT_MODE__*/false;
   var FIRST = ['setTrackerUrl', 'setAPIUrl', 'setSiteId', 'disableCookies', 'requireConsent',
     'requireCookieConsent', 'setCookieDomain', 'setCookiePath', 'setCookieSameSite', 'setSecureCookie',
     'setVisitorCookieTimeout', 'setCookieNamePrefix', 'setUserId', 'setConsentGiven',
     'setCookieConsentGiven', 'forgetConsentGiven', 'optUserOut', 'forgetUserOptOut',
     'setCustomUrl', 'setDocumentTitle', 'setReferrerUrl', 'setDoNotTrack', 'enableLinkTracking',
-    'setDownloadExtensions', 'addDownloadExtensions', 'setDomains'];
+    'setDownloadExtensions', 'addDownloadExtensions', 'setDomains', 'appendToTrackingUrl'];
   var DOWNLOADS = '7z|aac|apk|arc|arj|asf|asx|avi|azw3|bin|csv|deb|dmg|doc|docx|epub|exe|flv|gif|gz|gzip|hqx|ics|jar|jpe?g|js|md|mp[234g]|mov|mpeg?|msi|msp|odb|odf|odg|ods|odt|ogg|ogv|pdf|phps|png|pptx?|qtm?|ra[mr]?|rpm|rtf|sea|sit|tar|tbz|tgz|torrent|txt|wav|webm|webp|wma|wmv|xlsx?|xml|zip';
 
   function Tracker() {
     var t = this, siteId = null, trackerUrl = null, customUrl = null, title = null, referrer = null;
-    var cookies = true, consentRequired = false, cookieConsentRequired = false, dnt = false;
+    var cookies = true, consentRequired = CONSENT_MODE, extra = '', cookieConsentRequired = false, dnt = false;
     var cookieDomain = null, cookiePath = '/', sameSite = 'Lax', secure = loc.protocol === 'https:';
     var prefix = '_pk_', visitorTimeout = 33955200, userId = null, pending = [], linkTracking = false;
     var downloads = DOWNLOADS, domains = [loc.hostname], pvId = null, hintsDone = false, hints = null;
@@ -76,6 +80,7 @@
       if (userId) { q += '&uid=' + enc(userId); }
       if (w.screen) { q += '&res=' + w.screen.width + 'x' + w.screen.height; }
       if (hints) { q += '&uadata=' + enc(JSON.stringify(hints)); }
+      if (extra) { q += '&' + extra; }
       for (var k in params) {
         if (Object.prototype.hasOwnProperty.call(params, k) && params[k] !== undefined && params[k] !== null && params[k] !== '') {
           q += '&' + k + '=' + enc(params[k]);
@@ -143,6 +148,7 @@
     t.setSiteId = function (id) { siteId = String(id); };
     t.getSiteId = function () { return siteId; };
     t.setCustomUrl = function (u) { customUrl = u; };
+    t.appendToTrackingUrl = function (s) { extra = s ? String(s).replace(/^[&?]+/, '') : ''; };
     t.setDocumentTitle = function (s) { title = s; };
     t.setReferrerUrl = function (u) { referrer = u; };
     t.setUserId = function (u) { userId = u ? String(u) : null; };
@@ -219,6 +225,19 @@
   }
 
   var tracker = new Tracker();
+  // Tutela's consent banner (/consent.js): take the consent id of the recorded choice.
+  function fromBanner(snap) {
+    if (!snap || !snap.current) { return; }
+    if (snap.categories.analytics === true && snap.recorded && snap.consentId) {
+      tracker.appendToTrackingUrl('tutela_consent=' + enc(snap.consentId));
+      tracker.setConsentGiven();
+    } else if (snap.categories.analytics === false) {
+      tracker.forgetConsentGiven();
+    }
+  }
+  if (CONSENT_MODE) {
+    d.addEventListener('tutela:consent', function (e) { fromBanner(e.detail); });
+  }
   function apply(cmd) {
     if (typeof cmd === 'function') { cmd.apply(tracker); return; }
     if (!cmd || !cmd.length) { return; }
@@ -233,6 +252,7 @@
     }
   }
   for (i = 0; i < queue.length; i++) { if (queue[i]) { apply(queue[i]); } }
+  if (CONSENT_MODE && w.tutela && w.tutela.consent) { fromBanner(w.tutela.consent.get()); }
   w._paq = { push: function () { for (var k = 0; k < arguments.length; k++) { apply(arguments[k]); } return 0; } };
   w.Tutela = w.Matomo = w.Piwik = {
     getAsyncTracker: function () { return tracker; },

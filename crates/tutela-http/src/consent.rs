@@ -74,6 +74,8 @@ pub struct ConsentState {
     origins: Arc<Vec<String>>,
     any_origin: bool,
     limiter: Arc<RateLimiter>,
+    /// Whether analytics needs consent, and the cache of answers per consent id.
+    pub(crate) gate: Arc<crate::consent_gate::AnalyticsGate>,
 }
 
 impl ConsentState {
@@ -91,7 +93,25 @@ impl ConsentState {
             any_origin: options.allowed_origins.iter().any(|o| o == "*"),
             origins: Arc::new(origins),
             limiter: Arc::new(RateLimiter::new(options.rate_limit_per_minute)),
+            gate: Arc::new(crate::consent_gate::AnalyticsGate::new(false)),
         }
+    }
+
+    /// Makes the analytics collector honour consent when the register gives the analytics
+    /// purpose (`analytics_purpose`, the one the collector stores under) the consent basis.
+    pub fn with_analytics_purpose(
+        mut self,
+        register: &Register,
+        analytics_purpose: Option<&str>,
+    ) -> Self {
+        let required = crate::consent_gate::purpose_needs_consent(register, analytics_purpose);
+        self.gate = Arc::new(crate::consent_gate::AnalyticsGate::new(required));
+        self
+    }
+
+    /// Whether the analytics collector stores hits only with consent.
+    pub fn analytics_needs_consent(&self) -> bool {
+        self.gate.required()
     }
 
     /// Whether a browser request from `origin` may use the endpoints. Requests without an Origin
@@ -450,8 +470,10 @@ async fn record(
         delete_after: deadline.as_second(),
     };
     let record_id = rec.record_id.clone();
+    let analytics = rec.analytics;
     match state.consent.writer.append(rec).await {
-        Ok(()) => {}
+        // Committed: the analytics collector sees this answer from the next hit on.
+        Ok(()) => state.consent.gate.recorded(&consent_id, analytics),
         Err(AppendError::Full) => {
             metrics::counter!("tutela_consent_refused_total", "reason" => "queue_full")
                 .increment(1);
@@ -487,7 +509,7 @@ async fn record(
 }
 
 /// A stored record as the domain shows it.
-fn view(r: &ConsentRecord) -> RecordView {
+pub(crate) fn view(r: &ConsentRecord) -> RecordView {
     let services: BTreeMap<String, BTreeMap<String, bool>> =
         serde_json::from_str(&r.services).unwrap_or_default();
     let mut choices = BTreeMap::new();
@@ -571,7 +593,7 @@ struct PeriodQuery {
 }
 
 /// Reads a period bound: a date (the whole day counts) or an instant.
-fn bound(text: Option<&str>, end: bool, default: i64) -> Result<i64, ApiError> {
+pub(crate) fn bound(text: Option<&str>, end: bool, default: i64) -> Result<i64, ApiError> {
     let Some(text) = text else {
         return Ok(default);
     };
@@ -700,6 +722,12 @@ async fn export(
     };
     let (from, to) = period(&q, 30)?;
     tracing::info!(actor = %caller.actor(), from, to, "consent proof exported");
+    Ok(export_response(&state, from, to, csv))
+}
+
+/// The proof export of records made in `[from, to)` as a streamed download (JSON lines or CSV):
+/// the API and the console share it.
+pub(crate) fn export_response(state: &AppState, from: i64, to: i64, csv: bool) -> Response {
     let store = state.store.clone();
     // State: (after sequence, header pending, finished).
     let stream = futures_util::stream::unfold((0i64, csv, false), move |(after, header, done)| {
@@ -752,7 +780,7 @@ async fn export(
             .map(|t| t.strftime("%Y%m%d").to_string())
             .unwrap_or_default(),
     );
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, name),
@@ -760,7 +788,7 @@ async fn export(
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /api/v1/consent/stats?from=…&to=…` (`consent:read`): per UTC day, how many records, how

@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod consent;
+mod consent_gate;
 pub mod console;
 mod error;
 mod middleware;
@@ -81,6 +82,10 @@ impl AppState {
             &register.register,
             store.clone(),
             &consent::ConsentOptions::default(),
+        )
+        .with_analytics_purpose(
+            &register.register,
+            analytics.policy.as_ref().map(|p| p.purpose_id.as_str()),
         );
         AppState(Arc::new(AppStateInner {
             register: Arc::new(register),
@@ -126,8 +131,13 @@ impl AppState {
 
     /// Replaces the consent settings (allowed origins, rate limit, queue size).
     pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
+        let purpose = self.analytics.analytics.policy.as_ref();
         let consent =
-            consent::ConsentState::new(&self.register.register, self.store.clone(), options);
+            consent::ConsentState::new(&self.register.register, self.store.clone(), options)
+                .with_analytics_purpose(
+                    &self.register.register,
+                    purpose.map(|p| p.purpose_id.as_str()),
+                );
         self.inner().consent = consent;
         self
     }

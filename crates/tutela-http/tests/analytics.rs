@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use serde_json::json;
 use tower::ServiceExt;
 use tutela_analytics::{AnalyticsSettings, SiteConfig};
 use tutela_http::{AppState, LoadedRegister, build_app};
@@ -36,7 +37,34 @@ fn sites() -> Vec<SiteConfig> {
 }
 
 async fn app_with(settings: AnalyticsSettings) -> T {
-    let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
+    app_on(tutela_domain::EXAMPLE_REGISTER, settings).await
+}
+
+/// The example register, with audience statistics based on consent instead of legitimate
+/// interest.
+fn consent_based_register() -> String {
+    let src = tutela_domain::EXAMPLE_REGISTER;
+    let at = src.find("id = \"audience_statistics\"").unwrap();
+    let (head, tail) = src.split_at(at);
+    let mut out = String::from(head);
+    let mut replaced = false;
+    for line in tail.split_inclusive('\n') {
+        if !replaced && line.starts_with("legal_basis = ") {
+            out.push_str("legal_basis = \"consent\"\n");
+        } else if !replaced && line.starts_with("legitimate_interest.") {
+            if line.starts_with("legitimate_interest.fr") {
+                replaced = true;
+            }
+        } else {
+            out.push_str(line);
+        }
+    }
+    assert!(replaced);
+    out
+}
+
+async fn app_on(source: &str, settings: AnalyticsSettings) -> T {
+    let register = tutela_domain::load(source, "example").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_data_dir(dir.path()).await.unwrap();
     let analytics =
@@ -1118,4 +1146,198 @@ async fn dashboard_needs_a_posted_token_and_renders_the_report() {
     )
     .await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER);
+}
+
+async fn post_consent(t: &T, body: serde_json::Value) -> String {
+    let a = send(
+        &t.app,
+        "POST",
+        "/api/v1/consent",
+        "198.51.100.7",
+        &[("content-type", "text/plain;charset=UTF-8")],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    a.json()["consent_id"].as_str().unwrap().to_string()
+}
+
+async fn metric(t: &T, outcome: &str) -> u64 {
+    let m = send(&t.app, "GET", "/metrics", "127.0.0.1", &[], "")
+        .await
+        .text();
+    let key = format!("tutela_analytics_hits_total{{outcome=\"{outcome}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+#[tokio::test]
+async fn under_a_consent_basis_hits_are_stored_only_with_a_recorded_grant() {
+    let t = app_on(&consent_based_register(), AnalyticsSettings::default()).await;
+    assert!(t.state.consent.analytics_needs_consent());
+    let url = enc("https://www.example.com/");
+    let q = format!("idsite=1&rec=1&url={url}&send_image=0&action_name=Home");
+    let count = || async { t.state.store.analytics_event_count(1).await.unwrap() };
+
+    // The tracker starts in requireConsent mode.
+    let js = send(&t.app, "GET", "/matomo.js", "127.0.0.1", &[], "")
+        .await
+        .text();
+    assert!(
+        js.contains("/*consent mode*/true"),
+        "tracker not in consent mode"
+    );
+
+    // No consent id, a malformed one, an unknown one: answered like Matomo, nothing stored.
+    let before = metric(&t, "no_consent").await;
+    for extra in [
+        String::new(),
+        "&tutela_consent=not-a-uuid".to_string(),
+        "&tutela_consent=3f2c1e9a-8b7d-4c6e-9f01-23456789abcd".to_string(),
+    ] {
+        let a = hit(&t, &format!("{q}{extra}"), "203.0.113.1", CHROME).await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT, "{extra}");
+    }
+    assert_eq!(count().await, 0);
+    assert!(metric(&t, "no_consent").await >= before + 3);
+
+    // A refusal: still nothing.
+    let refused = post_consent(&t, json!({"choices": {"analytics": false}})).await;
+    let a = hit(
+        &t,
+        &format!("{q}&tutela_consent={refused}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(count().await, 0);
+
+    // A grant: stored (in the query string, or in a POSTed form body).
+    let id = post_consent(
+        &t,
+        json!({"choices": {"analytics": true, "targeting": false}}),
+    )
+    .await;
+    let a = hit(
+        &t,
+        &format!("{q}&tutela_consent={id}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(count().await, 1);
+    let a = send(
+        &t.app,
+        "POST",
+        "/matomo.php",
+        "203.0.113.1",
+        &[
+            ("user-agent", CHROME),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("{q}&tutela_consent={}", id.to_ascii_uppercase()),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(count().await, 2);
+
+    // Bulk: each request carries its own consent id.
+    let bulk = json!({"requests": [
+        format!("?{q}&tutela_consent={id}"),
+        format!("?{q}"),
+        format!("?{q}&tutela_consent={refused}"),
+    ]});
+    let a = send(
+        &t.app,
+        "POST",
+        "/matomo.php",
+        "203.0.113.1",
+        &[("user-agent", CHROME), ("content-type", "application/json")],
+        &bulk.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["no_consent"], 2, "{}", a.text());
+    assert_eq!(count().await, 3);
+
+    // A record that does not answer for analytics leaves the grant in force.
+    post_consent(
+        &t,
+        json!({"consent_id": id, "choices": {"functional": true}}),
+    )
+    .await;
+    hit(
+        &t,
+        &format!("{q}&tutela_consent={id}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
+    assert_eq!(count().await, 4);
+
+    // Withdrawal takes effect for the very next hit.
+    post_consent(&t, json!({"consent_id": id, "withdraw": true})).await;
+    let a = hit(
+        &t,
+        &format!("{q}&tutela_consent={id}"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(count().await, 4);
+
+    // A grant recorded before this server started (not in its cache) is read from the store.
+    let t2 = app_on(&consent_based_register(), AnalyticsSettings::default()).await;
+    let rec = |consent: bool, seq: i64| tutela_store::ConsentRecord {
+        record_id: format!("00000000-0000-4000-8000-00000000000{seq}"),
+        consent_id: "11111111-2222-4333-8444-555555555555".into(),
+        recorded_at: jiff::Timestamp::now().as_second() - 10 + seq,
+        site: None,
+        revision: "r".into(),
+        register_hash: "h".into(),
+        method: "api".into(),
+        source: "tutela".into(),
+        gpc: false,
+        language: None,
+        functional: None,
+        analytics: Some(consent),
+        targeting: None,
+        services: "{}".into(),
+        purpose: "consent_proof".into(),
+        category: "consent_record".into(),
+        delete_after: i64::MAX / 2,
+    };
+    t2.state
+        .store
+        .insert_consent_records(&[rec(true, 1)])
+        .await
+        .unwrap();
+    let q2 = format!("{q}&tutela_consent=11111111-2222-4333-8444-555555555555");
+    let a = hit(&t2, &q2, "203.0.113.1", CHROME).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(t2.state.store.analytics_event_count(1).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn under_legitimate_interest_hits_need_no_consent_id() {
+    let t = app().await;
+    assert!(!t.state.consent.analytics_needs_consent());
+    let js = send(&t.app, "GET", "/matomo.js", "127.0.0.1", &[], "")
+        .await
+        .text();
+    assert!(js.contains("/*__TUTELA_CONSENT_MODE__*/false"));
+    let url = enc("https://www.example.com/");
+    let a = hit(
+        &t,
+        &format!("idsite=1&rec=1&url={url}&send_image=0"),
+        "203.0.113.1",
+        CHROME,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 1);
 }

@@ -427,7 +427,30 @@ async fn the_analytics_dashboard_opens_for_operators_who_may_view_analytics() {
     .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("<svg class=\"line\""));
-    // Support staff have no analytics permission: back to the sign-in form.
+    // Inside the console's layout: its navigation, which links the dashboard as the current page.
+    assert!(page.body.contains("class=\"mainnav\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<a href=\"/analytics\" aria-current=\"page\">Analytics</a>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("/console/assets/dashboard.css"));
+    let css = call(
+        &t.app,
+        "GET",
+        "/console/assets/dashboard.css",
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains(".dash .cards"));
+    // The analyst's console pages link it.
+    let overview = call(&t.app, "GET", "/console", Some(&analyst), None, &[]).await;
+    assert!(overview.body.contains("href=\"/analytics\""));
+    // Support staff have no analytics permission: the console's 403 page, no link.
     let support = sign_in(&t, "sam").await;
     let page = call(
         &t.app,
@@ -438,7 +461,11 @@ async fn the_analytics_dashboard_opens_for_operators_who_may_view_analytics() {
         &[],
     )
     .await;
-    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("class=\"mainnav\""));
+    assert!(!page.body.contains("<svg class=\"line\""));
+    let overview = call(&t.app, "GET", "/console", Some(&support), None, &[]).await;
+    assert!(!overview.body.contains("href=\"/analytics\""));
     let page = call(&t.app, "GET", "/analytics/sites/1", None, None, &[]).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
 }
@@ -499,4 +526,257 @@ async fn rights_requests_pages_are_for_those_who_handle_them() {
         0,
         "nothing was recorded"
     );
+}
+
+/// Adds an operator with the test password.
+async fn add_operator(t: &TestApp, id: &str, login: &str, role: &str) {
+    t.state
+        .store
+        .insert_operator(&Operator {
+            id: id.into(),
+            login: login.into(),
+            display_name: format!("Name of {login}"),
+            role: role.into(),
+            password_hash: Some(
+                hash_password(PASSWORD, PasswordParams::INSECURE_FOR_TESTS_ONLY).unwrap(),
+            ),
+            totp_secret: None,
+            totp_last_step: None,
+            language: None,
+            created_at: 0,
+            password_changed_at: Some(0),
+            disabled_at: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// Signs in an operator whose role needs a second factor and enrols one; returns the session.
+async fn sign_in_enrolled(t: &TestApp, login: &str) -> String {
+    let pending = sign_in(t, login).await;
+    let page = call(&t.app, "GET", "/console/enroll", Some(&pending), None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let p = "id=\"manual-key\">";
+    let i = page.body.find(p).unwrap() + p.len();
+    let key: String = page.body[i..].chars().take_while(|c| *c != '<').collect();
+    let secret = tutela_crypto::totp::TotpSecret::from_base32(key.trim()).unwrap();
+    let code = secret
+        .code_at(jiff::Timestamp::now().as_second() as u64)
+        .to_string();
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/enroll",
+        Some(&pending),
+        Some(format!("csrf={}&code={code}", page.csrf())),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    res.cookie().unwrap_or(pending)
+}
+
+async fn record_consent(t: &TestApp, body: &str) -> String {
+    let res = t
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/consent")
+                .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["consent_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_consent_page_shows_rates_to_analysts_and_receipts_to_the_dpo_only() {
+    let t = app(ConsoleConfig::default()).await;
+    add_operator(&t, "op3", "dora", "dpo").await;
+    add_operator(&t, "op4", "adam", "admin").await;
+    let granted = record_consent(
+        &t,
+        r#"{"choices": {"analytics": true, "targeting": false}}"#,
+    )
+    .await;
+    record_consent(&t, r#"{"choices": {"analytics": true, "targeting": true}}"#).await;
+    record_consent(
+        &t,
+        r#"{"choices": {"analytics": false, "targeting": false}}"#,
+    )
+    .await;
+
+    // The analyst: rates (2 of 3 granted analytics), no receipt form, no consent id anywhere.
+    let analyst = sign_in(&t, "ana").await;
+    let page = call(&t.app, "GET", "/console/consent", Some(&analyst), None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("id=\"consent-chart\""), "{}", page.body);
+    assert!(page.body.contains("class=\"rate-analytics\""));
+    assert!(
+        page.body.contains("67 %") && page.body.contains("33 %"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<a href=\"/console/consent\" aria-current=\"page\">Consent</a>")
+    );
+    assert!(!page.body.contains("/console/consent/receipt"));
+    assert!(!page.body.contains(&granted));
+    let csrf = page.csrf();
+    for path in ["/console/consent/receipt", "/console/consent/export"] {
+        let res = call(
+            &t.app,
+            "POST",
+            path,
+            Some(&analyst),
+            Some(format!(
+                "csrf={csrf}&consent_id={granted}&from=2026-01-01&to=2026-12-31"
+            )),
+            &[],
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "analyst on {path}");
+        assert!(!res.body.contains(&granted));
+    }
+    // A bad period is said, and the default one shown.
+    let page = call(
+        &t.app,
+        "GET",
+        "/console/consent?from=2020-01-01&to=2026-01-01",
+        Some(&analyst),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("at most 366 days"));
+
+    // Support: refused, and not linked.
+    let support = sign_in(&t, "sam").await;
+    let page = call(&t.app, "GET", "/console/consent", Some(&support), None, &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.body.contains("href=\"/console/consent\""));
+
+    // The administrator: rates, not receipts.
+    let admin = sign_in_enrolled(&t, "adam").await;
+    let page = call(&t.app, "GET", "/console/consent", Some(&admin), None, &[]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("/console/consent/receipt"));
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/consent/receipt",
+        Some(&admin),
+        Some(format!("csrf={}&consent_id={granted}", page.csrf())),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+
+    // The DPO: looks a receipt up and exports the proof.
+    let dpo = sign_in_enrolled(&t, "dora").await;
+    let page = call(
+        &t.app,
+        "GET",
+        "/console/consent?lang=fr",
+        Some(&dpo),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Retrouver un reçu"), "{}", page.body);
+    let csrf = page.csrf();
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/consent/receipt",
+        Some(&dpo),
+        Some(format!("csrf={csrf}&consent_id={}", granted.to_uppercase())),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.body
+            .contains(&format!("<code id=\"receipt-id\">{granted}</code>")),
+        "{}",
+        res.body
+    );
+    assert_eq!(
+        res.body.matches("<tr><td class=\"nowrap\">").count(),
+        1,
+        "{}",
+        res.body
+    );
+    // Without the form token: refused.
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/consent/receipt",
+        Some(&dpo),
+        Some(format!("csrf=0000&consent_id={granted}")),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // A malformed or unknown id is said so.
+    for (id, says) in [
+        ("not-an-id", "UUID"),
+        (
+            "3f2c1e9a-8b7d-4c6e-9f01-23456789abcd",
+            "No record has this consent id",
+        ),
+    ] {
+        let res = call(
+            &t.app,
+            "POST",
+            "/console/consent/receipt",
+            Some(&dpo),
+            Some(format!("csrf={csrf}&consent_id={id}")),
+            &[("accept-language", "en")],
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(res.body.contains("flash-error"), "{}", res.body);
+        assert!(res.body.contains(says), "{}", res.body);
+    }
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let res = call(
+        &t.app,
+        "POST",
+        "/console/consent/export",
+        Some(&dpo),
+        Some(format!("csrf={csrf}&from={today}&to={today}&format=csv")),
+        &[],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(
+        res.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"consent-records-")
+    );
+    assert_eq!(res.body.lines().count(), 4, "{}", res.body);
+    assert!(res.body.starts_with("record_id,consent_id,"));
+    assert!(res.body.contains(&granted));
+    // Both reads are in the audit log, without the consent id.
+    let audit = call(&t.app, "GET", "/console/audit", Some(&dpo), None, &[]).await;
+    assert!(
+        audit.body.contains("consent_receipt_viewed"),
+        "{}",
+        audit.body
+    );
+    assert!(audit.body.contains("consent_proof_exported"));
+    assert!(!audit.body.contains(&granted));
 }

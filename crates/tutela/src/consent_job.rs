@@ -2,7 +2,8 @@
 //! records past their deadline (every record carries the deadline the register's rule for category
 //! `consent_record` gave it when it was written). It takes its own lease row before it runs, so that
 //! when several nodes share a PostgreSQL database only one of them purges at a time, without
-//! waiting for the vault's purge.
+//! waiting for the vault's purge. A run that deletes records appends one entry to the audit log
+//! (action `consent_retention_purge`: the count and the cut-off, no consent id).
 
 use std::time::Duration;
 
@@ -45,6 +46,23 @@ pub async fn purge_consent_records(state: &AppState, holder: &str) {
             );
             metrics::counter!("tutela_retention_deleted_total", "category" => "consent_record")
                 .increment(n);
+            // The tamper-evident audit log says how many went and up to when (no consent id).
+            let details = serde_json::json!({
+                "category": tutela_domain::consent::CONSENT_RECORD_CATEGORY,
+                "records": n,
+                "deadline_before": now,
+            });
+            if let Err(err) = state
+                .vault
+                .audit_event(
+                    &tutela_vault::Actor::new("job:consent-retention"),
+                    "consent_retention_purge",
+                    details,
+                )
+                .await
+            {
+                tracing::error!(error = %err, deleted = n, "could not append the consent purge to the audit log");
+            }
         }
         Err(err) => tracing::warn!(error = %err, "consent retention purge failed"),
     }

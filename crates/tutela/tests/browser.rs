@@ -332,6 +332,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
             "Operators",
             "API tokens",
             "Keys",
+            "Consent",
             "My account"
         ]
     );
@@ -346,6 +347,7 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         ("/console/operators", "10-operators", "Operators"),
         ("/console/tokens", "12-tokens", "API tokens"),
         ("/console/keys", "12b-keys", "Encryption keys"),
+        ("/console/consent", "12c-consent-admin", "Consent"),
         ("/console/account", "14-account", "My account"),
     ] {
         b.go(path).await;
@@ -369,8 +371,10 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         b.text().await
     );
     b.shot("09c-audit-verified").await;
-    // The administrator reads no personal data.
+    // The administrator reads no personal data, and no consent receipt.
     assert_eq!(b.status_of("/console/subjects").await, 403);
+    b.go("/console/consent").await;
+    assert!(b.c.find(Locator::Id("consent-id")).await.is_err());
     b.go("/console/register/notice?lang=fr").await;
     assert!(b.text().await.contains("Politique de confidentialité"));
     b.shot("08-notice-preview-fr").await;
@@ -477,6 +481,9 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         403,
         "support on the audit log"
     );
+    for path in ["/console/consent", "/analytics/sites/1"] {
+        assert_eq!(b.status_of(path).await, 403, "support on {path}");
+    }
     b.go("/console/security").await;
     assert!(b.text().await.contains("Access refused"));
     b.shot("19-support-refused").await;
@@ -526,7 +533,82 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
         .await;
     assert_eq!(page, "/console");
     b.shot("20-analyst-overview").await;
-    for path in ["/console", "/console/register", "/console/account"] {
+    // A few visits to chart (the example register: audience statistics on legitimate interest).
+    for (page, title) in [
+        ("/", "Home"),
+        ("/pricing", "Pricing"),
+        ("/pricing", "Pricing"),
+        ("/docs", "Docs"),
+    ] {
+        let status =
+            b.c.execute(
+                "return fetch('/matomo.php?idsite=1&rec=1&send_image=0&url=' + \
+                 encodeURIComponent('http://localhost' + arguments[0]) + \
+                 '&action_name=' + encodeURIComponent(arguments[1])).then(r => r.status)",
+                vec![json!(page), json!(title)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, json!(204));
+    }
+    // The dashboard, reached from the console's navigation, inside the console's layout.
+    b.c.find(Locator::Css("nav.mainnav a[href='/analytics']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c.wait()
+        .for_element(Locator::Css("svg.line"))
+        .await
+        .unwrap();
+    assert_eq!(b.path().await, "/analytics/sites/1");
+    let current =
+        b.c.find(Locator::Css("nav.mainnav a[aria-current=page]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert_eq!(current, "Analytics");
+    let pageviews =
+        b.c.find(Locator::Id("pageviews"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert_eq!(pageviews, "4");
+    assert!(
+        b.c.find(Locator::Css("#t-pages table"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("/pricing")
+    );
+    b.shot("21-analyst-analytics").await;
+    b.c.find(Locator::Css("nav.mainnav a[href='/console/consent']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c.wait().for_element(Locator::Css("h1")).await.unwrap();
+    assert_eq!(b.path().await, "/console/consent");
+    assert!(
+        b.c.find(Locator::Id("consent-id")).await.is_err(),
+        "the analyst sees no receipt form"
+    );
+    b.shot("22-analyst-consent").await;
+    for path in [
+        "/console",
+        "/console/register",
+        "/console/account",
+        "/console/consent",
+        "/analytics/sites/1",
+    ] {
         b.go(path).await;
         let source = b.c.source().await.unwrap();
         for other in [
@@ -558,7 +640,109 @@ async fn run(b: &Browser, server: &Server, subject: &str) {
     for a in nav {
         labels.push(a.text().await.unwrap());
     }
-    assert_eq!(labels, ["Overview", "Register", "My account"]);
+    assert_eq!(
+        labels,
+        ["Overview", "Register", "Analytics", "Consent", "My account"]
+    );
+    b.sign_out().await;
+
+    // 6. DPO: enrols a second factor, reads consent rates, looks a receipt up, exports proof.
+    let page = b
+        .accept_invitation(&invites[2], "the data protection officer's passphrase")
+        .await;
+    assert_eq!(page, "/console/enroll");
+    let key =
+        b.c.find(Locator::Id("manual-key"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    b.fill("code", &totp_now(&key)).await;
+    b.submit("form button.primary").await;
+    b.submit("a.button.primary").await;
+    assert_eq!(b.path().await, "/console");
+    let mut ids = Vec::new();
+    for body in [
+        r#"{"choices": {"functional": true, "analytics": true, "targeting": false}}"#,
+        r#"{"choices": {"functional": true, "analytics": true, "targeting": true}}"#,
+        r#"{"choices": {"functional": true, "analytics": false, "targeting": false}}"#,
+    ] {
+        let id =
+            b.c.execute(
+                "return fetch('/api/v1/consent', {method: 'POST', body: arguments[0]})\
+                 .then(r => r.json()).then(v => v.consent_id)",
+                vec![json!(body)],
+            )
+            .await
+            .unwrap();
+        ids.push(id.as_str().unwrap().to_string());
+    }
+    // The first browser changes its mind.
+    b.c.execute(
+        "return fetch('/api/v1/consent', {method: 'POST', body: JSON.stringify({consent_id: arguments[0], choices: {analytics: false}})}).then(r => r.status)",
+        vec![json!(ids[0])],
+    )
+    .await
+    .unwrap();
+    b.c.find(Locator::Css("nav.mainnav a[href='/console/consent']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.c.wait()
+        .for_element(Locator::Id("consent-chart"))
+        .await
+        .unwrap();
+    let totals =
+        b.c.find(Locator::Id("consent-totals"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    // Four records; analytics granted in two of four.
+    assert!(totals.contains("50 %"), "{totals}");
+    b.shot("23-dpo-consent").await;
+    b.fill("consent-id", &ids[0]).await;
+    b.submit("#look-up").await;
+    let receipt =
+        b.c.find(Locator::Id("receipt"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(
+        receipt.contains("granted") && receipt.contains("refused"),
+        "{receipt}"
+    );
+    assert_eq!(
+        b.c.find_all(Locator::Css("#receipt tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    b.shot("24-dpo-receipt").await;
+    // The proof export, posted with the page's form token.
+    let export =
+        b.c.execute(
+            "const f = document.querySelector(\"form[action='/console/consent/export']\");\
+             return fetch(f.action, {method: 'POST', body: new URLSearchParams(new FormData(f))})\
+             .then(r => r.text().then(t => [r.status, r.headers.get('content-disposition'), t]))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(export[0], json!(200));
+    assert!(export[1].as_str().unwrap().starts_with("attachment"));
+    let lines = export[2].as_str().unwrap();
+    assert_eq!(lines.lines().count(), 4, "{lines}");
+    for id in &ids {
+        assert!(lines.contains(id.as_str()));
+    }
     b.sign_out().await;
 
     // 6. The DPO handles a rights request received by post, from the console.

@@ -845,3 +845,76 @@ fn serve_closes_slow_and_idle_connections_but_not_busy_ones() {
     let (status, log) = server.stop();
     assert!(status.success(), "exit {status:?}\n{log}");
 }
+
+#[test]
+fn serve_purges_expired_consent_records_and_audits_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Server::start(&data, &[]).stop();
+    let db = data.join("tutela.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = |q: String| {
+        let db = db.clone();
+        rt.block_on(async move {
+            use sqlx::{Connection, Row};
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            let n = sqlx::query(sqlx::AssertSqlSafe(q))
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap()
+                .map(|r| r.try_get::<i64, _>(0).unwrap_or(0));
+            conn.close().await.unwrap();
+            n
+        })
+    };
+    // Two records past their deadline, one still kept.
+    for (i, (recorded, deadline)) in [(10, 20), (30, 40), (1_000, 4_000_000_000i64)]
+        .into_iter()
+        .enumerate()
+    {
+        sql(format!(
+            "INSERT INTO consent_records (record_id, consent_id, recorded_at, revision, register_hash, \
+             method, source, gpc, analytics, services, purpose, category, delete_after) VALUES \
+             ('00000000-0000-4000-8000-00000000000{i}', 'aaaaaaaa-bbbb-4ccc-8ddd-00000000000{i}', \
+             {recorded}, 'r', 'h', 'api', 'tutela', 0, 1, '{{}}', 'proof_of_consent', 'consent_record', {deadline})"
+        ));
+    }
+    let server = Server::start(&data, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sql("SELECT COUNT(*) FROM consent_records".into()) != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consent purge did not run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The audit entry follows the delete.
+    while sql("SELECT COUNT(*) FROM audit_log WHERE action = 'consent_retention_purge'".into())
+        != Some(1)
+    {
+        assert!(std::time::Instant::now() < deadline, "no audit entry");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.stop();
+    let data = data.to_str().unwrap();
+    let (out, _) = run_ok(data, &["audit", "export"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains("consent_retention_purge"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("\\\"records\\\":2") || line.contains("\"records\":2"),
+        "{line}"
+    );
+    assert!(
+        !out.contains("aaaaaaaa-bbbb"),
+        "a consent id in the audit log"
+    );
+    run_ok(data, &["audit", "verify"]);
+}

@@ -13,6 +13,7 @@ use tutela_analytics::{Client, IngestError, Prepared, Reject};
 use tutela_domain::scope::Scope;
 
 use crate::AppState;
+use crate::consent_gate;
 use crate::error::{ApiError, ErrorCode};
 
 /// The tracker script, written by hand (no build step).
@@ -215,6 +216,8 @@ async fn handle(
             Ok(t) => t,
             Err(r) => return r,
         };
+        let consent = consent_allows_bulk(state, body, bulk.requests.len()).await;
+        let mut no_consent = 0usize;
         let mut hits = Vec::with_capacity(bulk.requests.len());
         let mut invalid = Vec::new();
         let mut skipped = 0usize;
@@ -224,6 +227,7 @@ async fn handle(
                 continue;
             };
             match analytics.prepare(raw, &client, trusted, now).await {
+                Ok(Prepared::Track(_)) if !consent[i] => no_consent += 1,
                 Ok(Prepared::Track(h)) => hits.push(*h),
                 Ok(Prepared::Skip(s)) => {
                     skipped += 1;
@@ -237,9 +241,13 @@ async fn handle(
             metrics::counter!("tutela_analytics_hits_total", "outcome" => "invalid")
                 .increment(invalid.len() as u64);
         }
+        if no_consent > 0 {
+            metrics::counter!("tutela_analytics_hits_total", "outcome" => "no_consent")
+                .increment(no_consent as u64);
+        }
         let prepared = t0.elapsed();
         let tracked = match analytics.submit(hits).await {
-            Ok(n) => n + skipped,
+            Ok(n) => n + skipped + no_consent,
             Err(e) => return ingest_error(e),
         };
         tracing::debug!(
@@ -253,6 +261,7 @@ async fn handle(
             "tracked": tracked,
             "invalid": invalid.len(),
             "invalid_indices": invalid,
+            "no_consent": no_consent,
         }))
         .into_response();
     }
@@ -279,6 +288,11 @@ async fn handle(
             metrics::counter!("tutela_analytics_hits_total", "outcome" => s.as_str()).increment(1);
             success(send_image)
         }
+        Ok(Prepared::Track(_)) if !consent_allows(state, query, body).await => {
+            metrics::counter!("tutela_analytics_hits_total", "outcome" => "no_consent")
+                .increment(1);
+            success(send_image)
+        }
         Ok(Prepared::Track(hit)) => match analytics.submit(vec![*hit]).await {
             Ok(_) => success(send_image),
             Err(e) => ingest_error(e),
@@ -286,8 +300,35 @@ async fn handle(
     }
 }
 
+/// The consent gate at the entry of the store path (see [`crate::consent_gate`]): whether a
+/// single hit may be stored. Always true unless the analytics purpose rests on consent.
+async fn consent_allows(state: &AppState, query: &str, body: &str) -> bool {
+    let gate = &state.consent.gate;
+    if !gate.required() {
+        return true;
+    }
+    // The body wins over the query string, as for every other parameter.
+    let id = consent_gate::param_of(body).or_else(|| consent_gate::param_of(query));
+    gate.allows(&state.store, id).await
+}
+
+/// [`consent_allows`] for each request of a bulk body, in order.
+async fn consent_allows_bulk(state: &AppState, body: &[u8], n: usize) -> Vec<bool> {
+    state.consent.gate.allows_bulk(&state.store, body, n).await
+}
+
 /// `/matomo.js`, `/piwik.js`, `/tutela.js`.
-pub(crate) async fn tracker_js() -> Response {
+/// When the analytics purpose rests on consent, the script starts in Matomo's `requireConsent`
+/// mode and waits for the consent id of a recorded grant (see [`crate::consent_gate`]).
+pub(crate) async fn tracker_js(State(state): State<AppState>) -> Response {
+    static CONSENT_MODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body: &'static str = if state.consent.gate.required() {
+        CONSENT_MODE.get_or_init(|| {
+            TRACKER_JS.replace("/*__TUTELA_CONSENT_MODE__*/false", "/*consent mode*/true")
+        })
+    } else {
+        TRACKER_JS
+    };
     (
         [
             (
@@ -296,7 +337,7 @@ pub(crate) async fn tracker_js() -> Response {
             ),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        TRACKER_JS,
+        body,
     )
         .into_response()
 }

@@ -1,7 +1,8 @@
 //! The analytics dashboard: server-rendered HTML with SVG charts, no script, no inline style.
 //!
-//! Operators signed in to the console (`/console`) whose role holds `ViewAnalytics` (analyst, DPO,
-//! admin) see it directly. It can also be reached with an API token holding `analytics:read`:
+//! Operators signed in to the console (`/console`) whose role holds `ViewAnalytics` (analyst and
+//! DPO) see it directly, inside the console's layout (its header and navigation, which links it);
+//! other console roles get the console's 403 page. It can also be reached with an API token holding `analytics:read`:
 //! the token is posted once to `/analytics/login` (never put in a URL), and the browser gets a
 //! short-lived `HttpOnly`, `SameSite=Strict` cookie holding a random reference to a server-side
 //! session. Every page checks that the token behind the session is still valid.
@@ -181,7 +182,12 @@ pub(crate) async fn index(
     Query(q): Query<DashQuery>,
 ) -> Response {
     let l = lang(&headers, q.lang.as_deref());
-    if allowed(&state, &headers).await
+    // Console operators go on to the site page, which shows the console's 403 page to a role
+    // without analytics.
+    let console = crate::console::signed_in_role(&state, &headers)
+        .await
+        .is_some();
+    if (console || allowed(&state, &headers).await)
         && let Some(site) = state.analytics.analytics.sites().first()
     {
         return (
@@ -274,6 +280,24 @@ pub(crate) async fn site(
     Query(q): Query<DashQuery>,
 ) -> Response {
     let l = lang(&headers, q.lang.as_deref());
+    let console = crate::console::signed_in_role(&state, &headers).await;
+    if console.is_some_and(|role| !role.can(Permission::ViewAnalytics)) {
+        // The console's own 403 page, with its navigation.
+        if let Some(refused) = crate::console::in_console(
+            &state,
+            &headers,
+            q.lang.as_deref(),
+            Permission::ViewAnalytics,
+            ("Audience statistics", "Statistiques d'audience"),
+            "/analytics",
+            "/console/assets/dashboard.css",
+            |_| String::new(),
+        )
+        .await
+        {
+            return refused;
+        }
+    }
     if !allowed(&state, &headers).await {
         return (
             StatusCode::SEE_OTHER,
@@ -301,7 +325,22 @@ pub(crate) async fn site(
         .iter()
         .map(|s| (s.id, s.name.clone()))
         .collect();
-    let body = render(&l, &report, &sites, q.lang.as_deref());
+    if console.is_some()
+        && let Some(res) = crate::console::in_console(
+            &state,
+            &headers,
+            q.lang.as_deref(),
+            Permission::ViewAnalytics,
+            ("Audience statistics", "Statistiques d'audience"),
+            "/analytics",
+            "/console/assets/dashboard.css",
+            |fr| render(&L { fr }, &report, &sites, q.lang.as_deref(), true),
+        )
+        .await
+    {
+        return res;
+    }
+    let body = render(&l, &report, &sites, q.lang.as_deref(), false);
     page(
         &l,
         &format!("{} — {}", l.t("Audience", "Audience"), report.site_name),
@@ -311,18 +350,32 @@ pub(crate) async fn site(
 
 /// Renders the dashboard body (public for the benchmark, which times it).
 pub fn render_dashboard(report: &Report, sites: &[(i64, String)], fr: bool) -> String {
-    render(&L { fr }, report, sites, fr.then_some("fr"))
+    render(&L { fr }, report, sites, fr.then_some("fr"), false)
 }
 
-fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> String {
+/// The dashboard's HTML; `embedded`: inside the console's layout (which has its own header,
+/// navigation and sign-out), else a page of its own.
+fn render(
+    l: &L,
+    r: &Report,
+    sites: &[(i64, String)],
+    lang_q: Option<&str>,
+    embedded: bool,
+) -> String {
     let lq = lang_q
         .map(|x| format!("&lang={}", esc(x)))
         .unwrap_or_default();
     let mut s = String::with_capacity(32 * 1024);
     let _ = write!(
         s,
-        "<header><h1>{}</h1><nav class=\"sites\">",
-        l.t("Audience statistics", "Statistiques d'audience")
+        "{}<h1>{}</h1><nav class=\"sites\" aria-label=\"{}\">",
+        if embedded {
+            "<div class=\"dash\">"
+        } else {
+            "<header>"
+        },
+        l.t("Audience statistics", "Statistiques d'audience"),
+        l.t("Sites", "Sites"),
     );
     for (id, name) in sites {
         let cls = if *id == r.site_id {
@@ -336,11 +389,15 @@ fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> S
             esc(name)
         );
     }
-    let _ = write!(
-        s,
-        "</nav><form method=\"post\" action=\"/analytics/logout\"><button type=\"submit\">{}</button></form></header><main>",
-        l.t("Sign out", "Déconnexion")
-    );
+    if embedded {
+        s.push_str("</nav>");
+    } else {
+        let _ = write!(
+            s,
+            "</nav><form method=\"post\" action=\"/analytics/logout\"><button type=\"submit\">{}</button></form></header><main>",
+            l.t("Sign out", "Déconnexion")
+        );
+    }
     // Range presets and the current range.
     let _ = write!(
         s,
@@ -432,11 +489,12 @@ fn render(l: &L, r: &Report, sites: &[(i64, String)], lang_q: Option<&str>) -> S
     }
     let _ = write!(
         s,
-        "</div><p class=\"note\">{}</p></main>",
+        "</div><p class=\"note\">{}</p>{}",
         l.t(
             "Unique visitors are distinct pseudonyms over the range; pseudonyms rotate every pseudonym period, so a visitor who comes back in a later period counts again. Exports: /api/v1/analytics/sites/{id}/… with ?format=csv.",
             "Les visiteurs uniques sont les pseudonymes distincts sur la période ; les pseudonymes changent à chaque période de pseudonymisation, un visiteur qui revient lors d'une période ultérieure est donc compté à nouveau. Exports : /api/v1/analytics/sites/{id}/… avec ?format=csv."
-        )
+        ),
+        if embedded { "</div>" } else { "</main>" }
     );
     s
 }

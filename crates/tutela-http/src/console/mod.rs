@@ -17,6 +17,9 @@
 mod admin;
 mod audit;
 mod auth_pages;
+mod consent;
+mod embed;
+pub(crate) use embed::in_console;
 pub mod i18n;
 mod pages;
 mod rights;
@@ -216,6 +219,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/", get(pages::overview))
         .route("/console/assets/console.css", get(pages::stylesheet))
         .route(
+            "/console/assets/dashboard.css",
+            get(pages::dashboard_stylesheet),
+        )
+        .route(
             "/console/login",
             get(auth_pages::login_page).post(auth_pages::login),
         )
@@ -277,5 +284,8 @@ pub(crate) fn routes() -> Router<AppState> {
             "/console/rights/{id}",
             get(rights::detail).post(rights::act),
         )
+        .route("/console/consent", get(consent::consent_page))
+        .route("/console/consent/receipt", post(consent::receipt))
+        .route("/console/consent/export", post(consent::export))
         .route("/console/{*rest}", get(pages::not_found))
 }

@@ -28,6 +28,18 @@ pub(crate) async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// The analytics dashboard's styles inside the console's layout.
+pub(crate) async fn dashboard_stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../assets/console-dashboard.css"),
+    )
+        .into_response()
+}
+
 pub(crate) async fn not_found(signed: Signed) -> ConsoleError {
     ConsoleError::NotFound(signed.t)
 }

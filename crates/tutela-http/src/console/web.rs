@@ -475,6 +475,17 @@ impl Signed {
             t.nav_keys,
             self.can(Permission::ManageKeys),
         );
+        let x = super::consent::text(t);
+        item(
+            "/analytics",
+            x.nav_analytics,
+            self.can(Permission::ViewAnalytics),
+        );
+        item(
+            "/console/consent",
+            x.nav_consent,
+            self.can(Permission::ViewConsentRates),
+        );
         item("/console/account", t.nav_account, true);
         Chrome {
             t,
@@ -493,7 +504,19 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let Some(found) = find_session(state, &parts.headers).await? else {
+        signed_from_headers(state, &parts.headers, query_lang(parts).as_deref()).await
+    }
+}
+
+/// The operator signed in on a request with these headers (see [`Signed`]): also for areas that
+/// sit behind the console without being part of its router (the analytics dashboard).
+pub(crate) async fn signed_from_headers(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_lang: Option<&str>,
+) -> Result<Signed> {
+    {
+        let Some(found) = find_session(state, headers).await? else {
             return Err(ConsoleError::SignIn);
         };
         match found.row.stage.as_str() {
@@ -502,15 +525,10 @@ impl FromRequestParts<AppState> for Signed {
             "enroll" => return Err(ConsoleError::Redirect("/console/enroll")),
             _ => return Err(ConsoleError::SignIn),
         }
-        let accept = parts
-            .headers
+        let accept = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
-        let t = i18n::pick(
-            found.operator.language.as_deref(),
-            query_lang(parts).as_deref(),
-            accept,
-        );
+        let t = i18n::pick(found.operator.language.as_deref(), query_lang, accept);
         Ok(Signed {
             controller: state.register.register.controller.name.clone(),
             csrf: secrets::csrf_token(&found.id),

@@ -114,6 +114,26 @@ CookieConsent.run({
   }}}
 });`);
   }
+  if (url.pathname === '/stats.html') {
+    // A site with the standard Matomo snippet pointed at Tutela, and Tutela's banner. Under a
+    // register that bases audience statistics on consent, the tracker must wait for it.
+    const csp = `default-src 'none'; script-src 'self' ${tutelaUrl}; style-src 'self' ${tutelaUrl}; ` +
+      `connect-src 'self' ${tutelaUrl}; img-src 'self' ${tutelaUrl}`;
+    return send('text/html; charset=utf-8', `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Stats</title>
+<script src="/csp-watch.js"></script>
+<link rel="stylesheet" href="${tutelaUrl}/consent.css">
+<script src="${tutelaUrl}/consent.js" defer></script>
+<script src="/matomo-setup.js"></script>
+<script src="${tutelaUrl}/matomo.js" async></script>
+</head><body><main><h1>Stats</h1></main></body></html>`, { 'content-security-policy': csp });
+  }
+  if (url.pathname === '/matomo-setup.js') {
+    return send('text/javascript', `var _paq = window._paq = window._paq || [];
+_paq.push(['setTrackerUrl', '${tutelaUrl}/matomo.php']);
+_paq.push(['setSiteId', '1']);
+_paq.push(['trackPageView']);`);
+  }
   if (url.pathname.startsWith('/vcc/')) {
     const file = path.join(here, 'node_modules/vanilla-cookieconsent/dist', path.basename(url.pathname));
     const type = file.endsWith('.css') ? 'text/css' : 'text/javascript';
@@ -384,6 +404,86 @@ try {
     }
     assert.equal(r.record.events.length, 2);
     assert.equal(r.record.current_state.targeting.state, 'withdrawn');
+    await context.close();
+  });
+
+  await check('analytics based on consent: nothing before consent, stored after, nothing after withdrawal', async () => {
+    // The example register with audience statistics on the consent basis.
+    const policy = path.join(dataDir, 'policy-consent.toml');
+    const example = fs.readFileSync(EXAMPLE, 'utf8');
+    const at = example.indexOf('id = "audience_statistics"');
+    const tail = example.slice(at)
+      .replace('legal_basis = "legitimate_interest"', 'legal_basis = "consent"')
+      .replace(/^legitimate_interest\.(en|fr) = .*\n/m, '')
+      .replace(/^legitimate_interest\.(en|fr) = .*\n/m, '');
+    fs.writeFileSync(policy, example.slice(0, at) + tail);
+    await stopTutela();
+    await startTutela(policy);
+    const metric = async (outcome) => {
+      const text = await (await fetch(`${tutelaUrl}/metrics`)).text();
+      const m = new RegExp(`^tutela_analytics_hits_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const tracked0 = await metric('tracked');
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const sent = [];
+    page.on('request', (r) => {
+      if (r.url().startsWith(`${tutelaUrl}/matomo.php`)) {
+        sent.push(r.postData() || r.url());
+      }
+    });
+    await page.goto(`${siteUrl}/stats.html`);
+    await dialog(page).waitFor({ state: 'visible' });
+    await page.waitForFunction(() => window.Matomo && window.Matomo.getTracker());
+    await page.waitForTimeout(800);
+    assert.deepEqual(sent, [], 'the tracker sent a hit before consent');
+    assert.equal(await metric('tracked'), tracked0, 'a hit was stored before consent');
+
+    // Accept: the choice is recorded, then the waiting page view leaves with the consent id.
+    const posted = postedConsent(page);
+    await dialog(page).locator('[data-action="accept"]').click();
+    const answer = await (await posted).json();
+    for (let i = 0; i < 100 && sent.length === 0; i++) {
+      await page.waitForTimeout(50);
+    }
+    assert.equal(sent.length, 1, 'one page view after consent');
+    // (A beacon's body is not visible here; that the hit is stored shows it carried the id.)
+    for (let i = 0; i < 100 && await metric('tracked') === tracked0; i++) {
+      await page.waitForTimeout(50);
+    }
+    assert.equal(await metric('tracked'), tracked0 + 1, 'the hit after consent is stored');
+    // The same hit sent again by hand is stored too (the control for what follows).
+    const replay = () => fetch(`${tutelaUrl}/matomo.php`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+      },
+      body: `idsite=1&rec=1&send_image=0&action_name=Stats&url=${encodeURIComponent(`${siteUrl}/stats.html`)}` +
+        `&tutela_consent=${answer.consent_id}`,
+    });
+    assert.equal((await replay()).status, 204);
+    assert.equal(await metric('tracked'), tracked0 + 2);
+
+    // Withdrawal: the tracker stops, and the collector refuses the consent id from the next hit.
+    await page.evaluate(() => window.tutela.consent.withdraw());
+    const refused0 = await metric('no_consent');
+    await page.evaluate(() => window._paq.push(['trackPageView']));
+    await page.waitForTimeout(600);
+    assert.equal(sent.length, 1, 'the tracker sent a hit after withdrawal');
+    assert.equal((await replay()).status, 204);
+    assert.equal(await metric('tracked'), tracked0 + 2, 'a hit was stored after withdrawal');
+    assert.equal(await metric('no_consent'), refused0 + 1);
+    // A new page after withdrawal: still nothing.
+    await page.reload();
+    await page.waitForFunction(() => window.Matomo && window.Matomo.getTracker());
+    await page.waitForTimeout(600);
+    assert.equal(sent.length, 1);
+    assert.equal(await metric('tracked'), tracked0 + 2);
+    const r = await receipt(answer.consent_id);
+    assert.equal(r.record.current_state.analytics.state, 'withdrawn');
+    assert.deepEqual(await page.evaluate(() => window.__violations), [], 'CSP violations');
     await context.close();
   });
 } finally {
