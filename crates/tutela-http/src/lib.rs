@@ -78,14 +78,11 @@ impl AppState {
         vault: Vault,
         analytics: Arc<tutela_analytics::Analytics>,
     ) -> Self {
-        let consent = consent::ConsentState::new(
-            &register.register,
-            store.clone(),
+        let consent = consent_state(
+            &register,
+            &store,
+            &analytics,
             &consent::ConsentOptions::default(),
-        )
-        .with_analytics_purpose(
-            &register.register,
-            analytics.policy.as_ref().map(|p| p.purpose_id.as_str()),
         );
         AppState(Arc::new(AppStateInner {
             register: Arc::new(register),
@@ -131,16 +128,29 @@ impl AppState {
 
     /// Replaces the consent settings (allowed origins, rate limit, queue size).
     pub fn with_consent_options(mut self, options: &consent::ConsentOptions) -> Self {
-        let purpose = self.analytics.analytics.policy.as_ref();
-        let consent =
-            consent::ConsentState::new(&self.register.register, self.store.clone(), options)
-                .with_analytics_purpose(
-                    &self.register.register,
-                    purpose.map(|p| p.purpose_id.as_str()),
-                );
+        let consent = consent_state(
+            &self.register,
+            &self.store,
+            &self.analytics.analytics,
+            options,
+        );
         self.inner().consent = consent;
         self
     }
+}
+
+/// The consent state for this register: its writer, and the analytics purpose whose legal basis
+/// decides whether hits need a recorded grant.
+fn consent_state(
+    register: &LoadedRegister,
+    store: &Store,
+    analytics: &tutela_analytics::Analytics,
+    options: &consent::ConsentOptions,
+) -> consent::ConsentState {
+    consent::ConsentState::new(&register.register, store.clone(), options).with_analytics_purpose(
+        &register.register,
+        analytics.policy.as_ref().map(|p| p.purpose_id.as_str()),
+    )
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every router in the process).
