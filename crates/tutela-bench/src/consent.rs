@@ -2,7 +2,8 @@
 //! fresh data directory, rate limit off), `--connections` keep-alive HTTP/1.1 connections each
 //! posting consent records back to back for `--seconds`, repeated `--rounds` times. Every answer
 //! must be `201 Created` (an acknowledged record is committed). Prints records per second (median
-//! over rounds) and the latency percentiles of all requests.
+//! over rounds), the latency percentiles of all requests, the server's and the load generator's
+//! CPU time per record, and (SQLite) the size of the WAL file at the end.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -33,6 +34,19 @@ struct Server {
     child: Child,
     addr: String,
     _dir: tempfile::TempDir,
+}
+
+/// CPU time (user + system) of a process so far, in seconds (`/proc/PID/stat`, 100 ticks/s).
+fn cpu_secs(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 impl Drop for Server {
@@ -163,13 +177,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     round(&server.addr, &warm)?;
     let mut rates = Vec::new();
     let mut latencies = Vec::new();
+    let pid = server.child.id().to_string();
+    let (mut server_cpu, mut own_cpu, mut records) = (0.0, 0.0, 0usize);
     for r in 0..args.rounds {
+        let (s0, o0) = (cpu_secs(&pid), cpu_secs("self"));
         let (n, lat) = round(&server.addr, &args)?;
+        let (ds, dn) = (cpu_secs(&pid) - s0, cpu_secs("self") - o0);
+        server_cpu += ds;
+        own_cpu += dn;
+        records += n;
         let rate = n as f64 / args.seconds as f64;
         eprintln!(
-            "round {}: {n} records in {} s = {rate:.0} records/s",
+            "round {}: {n} records in {} s = {rate:.0} records/s; server CPU {:.0} % of one core, \
+             {:.1} µs per record",
             r + 1,
-            args.seconds
+            args.seconds,
+            ds / args.seconds as f64 * 100.0,
+            ds * 1e6 / n.max(1) as f64,
         );
         rates.push(rate);
         latencies.extend(lat);
@@ -191,6 +215,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rates[rates.len() - 1],
         ms(quantile(&mut latencies, 0.5)),
         ms(quantile(&mut latencies, 0.99)),
+    );
+    let wal = std::fs::metadata(server._dir.path().join("tutela.db-wal"))
+        .map(|m| format!("; WAL file {:.1} MiB", m.len() as f64 / 1_048_576.0))
+        .unwrap_or_default();
+    println!(
+        "CPU per record: server {:.1} µs, load generator {:.1} µs ({records} records){wal}",
+        server_cpu * 1e6 / records.max(1) as f64,
+        own_cpu * 1e6 / records.max(1) as f64,
     );
     Ok(())
 }

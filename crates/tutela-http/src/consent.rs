@@ -340,7 +340,15 @@ async fn post_consent(
     };
     let result = record(&state, &headers, ip, query, body).await;
     let res = match result {
-        Ok((status, v)) => (status, axum::Json(v)).into_response(),
+        Ok((status, body)) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e) => {
             let retry = e.code == ErrorCode::Unavailable || e.code == ErrorCode::TooManyRequests;
             let mut res = e.into_response();
@@ -354,13 +362,30 @@ async fn post_consent(
     with_cors(res, origin)
 }
 
+/// The answer to a recorded choice (serialised straight from the submission, without building a
+/// JSON tree first: this is the hot path of the endpoint).
+#[derive(serde::Serialize)]
+struct Created<'a> {
+    consent_id: &'a str,
+    record_id: &'a str,
+    recorded_at: String,
+    revision: &'a str,
+    method: &'static str,
+    source: &'static str,
+    gpc: bool,
+    /// Category name → `{"granted", "services"}`, as [`choices_json`] writes it.
+    choices: BTreeMap<&'a str, &'a Choice>,
+    receipt: String,
+    delete_after: String,
+}
+
 async fn record(
     state: &AppState,
     headers: &HeaderMap,
     ip: Option<IpAddr>,
     query: PostQuery,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<(StatusCode, Vec<u8>), ApiError> {
     if let Some(ip) = ip
         && !state.consent.limiter.allow(ip)
     {
@@ -491,21 +516,20 @@ async fn record(
         Err(AppendError::Failed(e)) => return Err(ApiError::internal("consent record", e)),
     }
     metrics::counter!("tutela_consent_records_total", "method" => sub.method.as_str(), "source" => sub.source.as_str()).increment(1);
-    Ok((
-        StatusCode::CREATED,
-        json!({
-            "consent_id": consent_id,
-            "record_id": record_id,
-            "recorded_at": now.to_string(),
-            "revision": revision,
-            "method": sub.method.as_str(),
-            "source": sub.source.as_str(),
-            "gpc": sub.gpc,
-            "choices": choices_json(&sub.choices),
-            "receipt": format!("/api/v1/consent/{consent_id}"),
-            "delete_after": deadline.to_string(),
-        }),
-    ))
+    let created = Created {
+        consent_id: &consent_id,
+        record_id: &record_id,
+        recorded_at: now.to_string(),
+        revision: &revision,
+        method: sub.method.as_str(),
+        source: sub.source.as_str(),
+        gpc: sub.gpc,
+        choices: sub.choices.iter().map(|(c, ch)| (c.as_str(), ch)).collect(),
+        receipt: format!("/api/v1/consent/{consent_id}"),
+        delete_after: deadline.to_string(),
+    };
+    let body = serde_json::to_vec(&created).map_err(|e| ApiError::internal("consent answer", e))?;
+    Ok((StatusCode::CREATED, body))
 }
 
 /// A stored record as the domain shows it.

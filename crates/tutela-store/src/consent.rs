@@ -307,9 +307,9 @@ pub enum AppendError {
     Failed(String),
 }
 
-struct Job {
-    record: ConsentRecord,
-    done: oneshot::Sender<Result<(), String>>,
+pub(crate) struct Job {
+    pub(crate) record: ConsentRecord,
+    pub(crate) done: oneshot::Sender<Result<(), String>>,
 }
 
 /// The group-commit writer of consent records (see the module documentation).
@@ -325,10 +325,24 @@ impl std::fmt::Debug for Job {
 }
 
 impl ConsentWriter {
-    /// Starts the writer task (on the current Tokio runtime) with a queue of `capacity` records.
-    /// It stops when every clone of the writer has been dropped, after writing what was queued.
+    /// Starts the writer with a queue of `capacity` records: on an SQLite file, a thread with its
+    /// own connection (see `consent_fast`); otherwise a task on the current Tokio runtime. It
+    /// stops when every clone of the writer has been dropped, after writing what was queued.
     pub fn spawn(store: Store, capacity: usize) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        if store.engine() == Engine::Sqlite
+            && let Some(path) = store.sqlite_path()
+        {
+            match crate::consent_fast::open(path) {
+                Ok(conn) => {
+                    crate::consent_fast::start(conn, rx);
+                    return ConsentWriter { tx };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not open the consent writer's SQLite connection; writing through the pool");
+                }
+            }
+        }
         tokio::spawn(run(store, rx));
         ConsentWriter { tx }
     }

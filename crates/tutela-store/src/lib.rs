@@ -12,6 +12,7 @@
 pub mod analytics;
 mod audit;
 mod consent;
+mod consent_fast;
 pub mod event_chunk;
 mod migrate;
 mod operators;
