@@ -6,8 +6,9 @@
 //! deadline. A change of mind or a withdrawal is a new record; the table refuses updates, and rows
 //! are deleted only by [`Store::purge_consent_records`] once their deadline has passed.
 //!
-//! High rates go through [`ConsentWriter`]: one task drains a bounded queue into multi-row inserts,
-//! one transaction per flush (group commit). The caller's future resolves only after the commit,
+//! High rates go through [`ConsentWriter`]: one writer drains a bounded queue, one transaction per
+//! flush (group commit): on an SQLite file a thread with its own connection and a cached
+//! single-row insert (`consent_fast`), elsewhere a task with multi-row inserts. The caller's future resolves only after the commit,
 //! so an acknowledged record survives a crash; a full queue is refused at once ([`AppendError::Full`])
 //! instead of growing without bound.
 
