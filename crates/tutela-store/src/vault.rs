@@ -862,10 +862,10 @@ impl VaultTx {
             }
         };
         let rows = sqlx::query(sql)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
         let mut batch = PurgedBatch::default();
         let mut subjects: Vec<String> = Vec::with_capacity(rows.len());
         for row in &rows {

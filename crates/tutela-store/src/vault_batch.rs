@@ -27,9 +27,9 @@
 //! "Notes on the vault figures". The conformance suite writes the same batch through both paths
 //! and compares every stored row.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::cell::Cell;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
