@@ -154,8 +154,8 @@ struct OptOuts {
 }
 const DAY: i64 = 86_400;
 
-/// Current salt per (site, kind): (period start, salt).
-type SaltCache = HashMap<(i64, &'static str), (i64, Arc<[u8]>)>;
+/// Current salt per (site, kind): (period start, the salt's keyed HMAC state).
+type SaltCache = HashMap<(i64, &'static str), (i64, Arc<pseudonym::PseudonymKey>)>;
 
 /// The analytics service shared by the HTTP handlers and the periodic jobs.
 pub struct Analytics {
@@ -256,7 +256,7 @@ impl Analytics {
     /// user agent and the raw visitor id or user id; it returns none of them.
     pub async fn prepare(
         &self,
-        raw: &RawHit,
+        raw: &RawHit<'_>,
         client: &Client<'_>,
         trusted: bool,
         now: jiff::Timestamp,
@@ -335,21 +335,23 @@ impl Analytics {
             getrandom::fill(&mut b).map_err(|_| Reject::NoPurpose)?;
             i64::from_be_bytes(b)
         } else if let Some(uid) = raw.uid.as_deref().filter(|_| !self.settings.cookieless) {
-            let salt = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
-            pseudonym::pseudonym(&salt, site.id, pseudonym::Source::UserId, &[uid.as_bytes()])
+            let key = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
+            key.pseudonym(site.id, pseudonym::Source::UserId, &[uid.as_bytes()])
         } else if let Some(id) = raw
             .visitor_id
             .as_deref()
             .filter(|id| pseudonym::is_visitor_id(id) && !self.settings.cookieless)
         {
-            let salt = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
-            let id = id.to_ascii_lowercase();
-            pseudonym::pseudonym(&salt, site.id, pseudonym::Source::Cookie, &[id.as_bytes()])
+            let key = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
+            key.pseudonym(
+                site.id,
+                pseudonym::Source::Cookie,
+                &[&*visitor_id_lower(id)],
+            )
         } else {
-            let salt = self.salt(site.id, SALT_DAILY, now.as_second()).await?;
+            let key = self.salt(site.id, SALT_DAILY, now.as_second()).await?;
             let half_text = half.to_string();
-            pseudonym::pseudonym(
-                &salt,
+            key.pseudonym(
                 site.id,
                 pseudonym::Source::Cookieless,
                 &[half_text.as_bytes(), ua_string.as_bytes()],
@@ -387,11 +389,12 @@ impl Analytics {
             url,
             title: raw
                 .action_name
-                .clone()
-                .filter(|_| policy.keep_url && kind == kind::PAGEVIEW),
-            ev_category: raw.e_c.clone().filter(|_| is_event),
-            ev_action: raw.e_a.clone().filter(|_| is_event),
-            ev_name: raw.e_n.clone().filter(|_| is_event),
+                .as_deref()
+                .filter(|_| policy.keep_url && kind == kind::PAGEVIEW)
+                .map(str::to_string),
+            ev_category: raw.e_c.as_deref().filter(|_| is_event).map(str::to_string),
+            ev_action: raw.e_a.as_deref().filter(|_| is_event).map(str::to_string),
+            ev_name: raw.e_n.as_deref().filter(|_| is_event).map(str::to_string),
             ev_value: raw
                 .e_v
                 .as_deref()
@@ -444,7 +447,12 @@ impl Analytics {
 
     /// The current salt of `(site, kind)`, created (random) when its period starts; the salts of
     /// earlier periods are destroyed at that moment.
-    async fn salt(&self, site_id: i64, kind: &'static str, now: i64) -> Result<Arc<[u8]>, Reject> {
+    async fn salt(
+        &self,
+        site_id: i64,
+        kind: &'static str,
+        now: i64,
+    ) -> Result<Arc<pseudonym::PseudonymKey>, Reject> {
         let period = self.period_start(kind, now);
         if let Some((p, salt)) = self.salts.lock().expect("salt lock").get(&(site_id, kind))
             && *p == period
@@ -472,13 +480,14 @@ impl Analytics {
         site_id: i64,
         kind: &'static str,
         period: i64,
-    ) -> Result<Arc<[u8]>, Error> {
+    ) -> Result<Arc<pseudonym::PseudonymKey>, Error> {
         let fresh = pseudonym::random_salt().map_err(Error::Rng)?;
-        let salt: Arc<[u8]> = self
-            .store
-            .analytics_salt(site_id, kind, period, &fresh)
-            .await?
-            .into();
+        let salt = Arc::new(pseudonym::PseudonymKey::new(
+            &self
+                .store
+                .analytics_salt(site_id, kind, period, &fresh)
+                .await?,
+        ));
         let destroyed = self
             .store
             .analytics_destroy_salts_before(site_id, kind, period)
@@ -571,16 +580,14 @@ impl Analytics {
             return Ok(None);
         }
         let now = jiff::Timestamp::now().as_second();
-        let salt = self
+        let key = self
             .salt(site_id, SALT_VISITOR, now)
             .await
             .map_err(|e| Error::Config(e.to_string()))?;
-        let id = visitor_id.to_ascii_lowercase();
-        Ok(Some(pseudonym::pseudonym(
-            &salt,
+        Ok(Some(key.pseudonym(
             site_id,
             pseudonym::Source::Cookie,
-            &[id.as_bytes()],
+            &[&*visitor_id_lower(visitor_id)],
         )))
     }
 
@@ -623,11 +630,12 @@ impl Analytics {
             Some(s) => s,
             None => {
                 let fresh = pseudonym::random_salt().map_err(Error::Rng)?;
-                let salt: Arc<[u8]> = self
-                    .store
-                    .analytics_salt(site_id, SALT_OPTOUT, 0, &fresh)
-                    .await?
-                    .into();
+                let salt = Arc::new(pseudonym::PseudonymKey::new(
+                    &self
+                        .store
+                        .analytics_salt(site_id, SALT_OPTOUT, 0, &fresh)
+                        .await?,
+                ));
                 self.salts
                     .lock()
                     .expect("salt lock")
@@ -635,12 +643,10 @@ impl Analytics {
                 salt
             }
         };
-        let id = visitor_id.to_ascii_lowercase();
-        Ok(pseudonym::pseudonym(
-            &salt,
+        Ok(salt.pseudonym(
             site_id,
             pseudonym::Source::Cookie,
-            &[b"optout", id.as_bytes()],
+            &[b"optout", &*visitor_id_lower(visitor_id)],
         ))
     }
 
@@ -727,6 +733,35 @@ impl Analytics {
     }
 }
 
+/// `id` in ASCII lower case: on the stack for ids of up to 16 bytes (a tracker's visitor id),
+/// else in a new string.
+fn visitor_id_lower(id: &str) -> LowerId {
+    if id.len() <= 16 {
+        let mut buf = [0u8; 16];
+        for (o, b) in buf.iter_mut().zip(id.bytes()) {
+            *o = b.to_ascii_lowercase();
+        }
+        LowerId::Short(buf, id.len())
+    } else {
+        LowerId::Long(id.to_ascii_lowercase())
+    }
+}
+
+enum LowerId {
+    Short([u8; 16], usize),
+    Long(String),
+}
+
+impl std::ops::Deref for LowerId {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            LowerId::Short(b, n) => &b[..*n],
+            LowerId::Long(s) => s.as_bytes(),
+        }
+    }
+}
+
 /// `YYYYMMDD` of a civil date.
 pub fn day_number(d: jiff::civil::Date) -> i64 {
     i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day())
@@ -755,6 +790,15 @@ fn parse_cdt(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_case_ids_without_allocation() {
+        assert_eq!(&*visitor_id_lower("0123456789ABCDEF"), b"0123456789abcdef");
+        assert_eq!(&*visitor_id_lower("AbC"), b"abc");
+        assert_eq!(&*visitor_id_lower(""), b"");
+        let long = "X".repeat(40);
+        assert_eq!(&*visitor_id_lower(&long), "x".repeat(40).as_bytes());
+    }
 
     #[test]
     fn day_numbers_and_cdt() {

@@ -108,10 +108,11 @@ pub fn warm_up() {
     let _ = extractor();
 }
 
-/// Summaries cached per user-agent string.
+/// Summaries cached per user-agent string (a fast seeded hash: the key is hashed on every hit;
+/// the map is bounded, so a flood of colliding keys cannot grow its chains without limit).
 #[derive(Default)]
 pub struct UaCache {
-    map: RwLock<HashMap<String, Arc<DeviceSummary>>>,
+    map: RwLock<HashMap<String, Arc<DeviceSummary>, foldhash::fast::RandomState>>,
 }
 
 impl UaCache {

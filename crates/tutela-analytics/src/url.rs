@@ -1,6 +1,8 @@
 //! URL minimisation (`url_without_query`): no query string except declared campaign parameters,
 //! no fragment, bounded length.
 
+use std::borrow::Cow;
+
 /// Longest URL kept (characters); longer ones are cut at a character boundary.
 pub const MAX_URL_CHARS: usize = 1024;
 
@@ -16,27 +18,29 @@ pub fn without_query(raw: &str, keep: &[String]) -> Option<String> {
         Some((b, q)) => (b, Some(q)),
         None => (raw, None),
     };
-    let mut out = truncate(base, MAX_URL_CHARS).to_string();
-    if let Some(q) = query
-        && !keep.is_empty()
-    {
-        let kept: Vec<&str> = q
-            .split('&')
-            .filter(|pair| {
-                let name = pair.split('=').next().unwrap_or_default();
-                keep.iter().any(|k| k.eq_ignore_ascii_case(name))
-            })
-            .collect();
-        if !kept.is_empty() {
-            out.push('?');
-            out.push_str(&kept.join("&"));
+    let base = truncate(base, MAX_URL_CHARS);
+    let Some(q) = query.filter(|_| !keep.is_empty()) else {
+        // The usual case: one copy of the base, nothing else.
+        return Some(base.to_string());
+    };
+    let mut out = base.to_string();
+    let mut first = true;
+    for pair in q.split('&') {
+        let name = pair.split('=').next().unwrap_or_default();
+        if keep.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+            out.push(if first { '?' } else { '&' });
+            out.push_str(pair);
+            first = false;
         }
     }
-    Some(truncate(&out, MAX_URL_CHARS).to_string())
+    let cut = truncate(&out, MAX_URL_CHARS).len();
+    out.truncate(cut);
+    Some(out)
 }
 
-/// The host of an absolute `http(s)://` URL, lower-cased, without port or credentials.
-pub fn host(raw: &str) -> Option<String> {
+/// The host of an absolute `http(s)://` URL, lower-cased, without port or credentials
+/// (borrowed from `raw` when it is already in lower case).
+pub fn host(raw: &str) -> Option<Cow<'_, str>> {
     let rest = raw
         .trim()
         .split_once("://")
@@ -51,7 +55,13 @@ pub fn host(raw: &str) -> Option<String> {
     } else {
         authority.split(':').next()?
     };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if host.is_empty() {
+        None
+    } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 /// Cuts `s` to at most `max` characters.
@@ -90,6 +100,19 @@ mod tests {
             "https://ex.com/p"
         );
         assert_eq!(without_query("  ", &keep), None);
+        assert_eq!(
+            without_query("https://ex.com/?mtm_source=a&x=1&utm_campaign=b", &keep).unwrap(),
+            "https://ex.com/?mtm_source=a&utm_campaign=b"
+        );
+        assert_eq!(
+            without_query("https://ex.com/p?x=1", &keep).unwrap(),
+            "https://ex.com/p"
+        );
+        let long_kept = format!("https://ex.com/?utm_campaign={}", "é".repeat(2000));
+        assert_eq!(
+            without_query(&long_kept, &keep).unwrap().chars().count(),
+            MAX_URL_CHARS
+        );
         let long = format!("https://ex.com/{}", "é".repeat(5000));
         assert_eq!(
             without_query(&long, &[]).unwrap().chars().count(),
@@ -107,5 +130,10 @@ mod tests {
         assert_eq!(host("http://localhost").as_deref(), Some("localhost"));
         assert_eq!(host("ftp://example.com/"), None);
         assert_eq!(host("/relative"), None);
+        assert!(matches!(
+            host("https://ex.com/a"),
+            Some(Cow::Borrowed("ex.com"))
+        ));
+        assert_eq!(host("https://@:80/"), None);
     }
 }

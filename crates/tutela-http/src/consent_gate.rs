@@ -1,6 +1,8 @@
 //! Analytics honours consent: when the register gives the analytics purpose the consent basis
 //! (GDPR art. 6(1)(a)), the collector stores a hit only if it carries a consent id
-//! (`tutela_consent=<uuid>`) whose latest record grants the `analytics` category.
+//! (`tutela_consent=<uuid>`) whose latest record grants the `analytics` category. The id is
+//! parsed with the hit's other parameters (`RawHit::consent_id`: the last value wins, the body's
+//! over the query string's), in the one pass over a bulk body.
 //!
 //! Hits without that are answered as Matomo answers an excluded visitor (204, or the GIF) and
 //! nothing is stored; they are counted in `tutela_analytics_hits_total{outcome="no_consent"}` and,
@@ -33,8 +35,6 @@ pub const ENTRY_TTL: Duration = Duration::from_secs(300);
 pub const MAX_ENTRIES: usize = 200_000;
 /// Most store lookups running at once for ids the cache does not hold.
 pub const MAX_CONCURRENT_LOOKUPS: usize = 64;
-/// The query parameter that carries the consent id on a hit.
-pub const PARAM: &str = "tutela_consent";
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -109,37 +109,6 @@ pub fn purpose_needs_consent(register: &Register, purpose: Option<&str>) -> bool
         .is_some_and(|p| p.legal_basis == LegalBasis::Consent)
 }
 
-/// The `tutela_consent` value of a query string or form body (the last one wins), if any.
-/// Consent ids are UUIDs, which need no percent-encoding: an encoded value is not one.
-pub fn param_of(form: &str) -> Option<&str> {
-    let form = form.strip_prefix('?').unwrap_or(form);
-    form.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| *k == PARAM)
-        .map(|(_, v)| v)
-        .next_back()
-}
-
-/// The consent id of each request of a bulk body (`{"requests": ["?idsite=…", {…}]}`), in order.
-pub fn bulk_params(body: &[u8]) -> Vec<Option<String>> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let Some(reqs) = v.get("requests").and_then(|r| r.as_array()) else {
-        return Vec::new();
-    };
-    reqs.iter()
-        .map(|r| match r {
-            serde_json::Value::String(q) => {
-                let q = q.split_once('?').map_or(q.as_str(), |(_, q)| q);
-                param_of(q).map(str::to_string)
-            }
-            serde_json::Value::Object(m) => m.get(PARAM).and_then(|v| v.as_str()).map(String::from),
-            _ => None,
-        })
-        .collect()
-}
-
 impl AnalyticsGate {
     /// `required`: whether the register gives the analytics purpose the consent basis.
     pub fn new(required: bool) -> Self {
@@ -183,10 +152,11 @@ impl AnalyticsGate {
         if !self.required {
             return true;
         }
-        let Some(id) = consent_id.map(str::to_ascii_lowercase) else {
+        let Some(id) = consent_id else {
             return false;
         };
-        let Some(key) = parse_id(&id) else {
+        // Upper- and lower-case hex digits give the same key: no copy needed for the cache.
+        let Some(key) = parse_id(id) else {
             return false;
         };
         let now = Instant::now();
@@ -199,6 +169,7 @@ impl AnalyticsGate {
                 .increment(1);
             return false;
         };
+        let id = id.to_ascii_lowercase();
         let granted = match store.consent_granted(&id, ConsentCategory::Analytics).await {
             Ok(answer) => answer == Some(true),
             Err(e) => {
@@ -223,18 +194,20 @@ impl AnalyticsGate {
         granted
     }
 
-    /// The answer for each request of a bulk body, in order (all true when consent is not needed).
-    pub async fn allows_bulk(&self, store: &Store, body: &[u8], n: usize) -> Vec<bool> {
+    /// The answer for each request of a bulk body, in order (all true when consent is not
+    /// needed): `ids` are the requests' consent ids (`RawHit::consent_id`; None for a request
+    /// without one or a malformed request).
+    pub async fn allows_bulk<'a>(
+        &self,
+        store: &Store,
+        ids: impl ExactSizeIterator<Item = Option<&'a str>>,
+    ) -> Vec<bool> {
         if !self.required {
-            return vec![true; n];
+            return vec![true; ids.len()];
         }
-        let ids = bulk_params(body);
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            out.push(
-                self.allows(store, ids.get(i).and_then(|o| o.as_deref()))
-                    .await,
-            );
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.allows(store, id).await);
         }
         out
     }
@@ -254,19 +227,19 @@ mod tests {
         assert_eq!(parse_id("3f2c1e9a8b7d4c6e9f0123456789abcd"), None);
         assert_eq!(parse_id("3f2c1e9a-8b7d-4c6e-9f01-23456789abcg"), None);
         assert_eq!(parse_id(""), None);
-        assert_eq!(
-            param_of(&format!("idsite=1&tutela_consent={id}&rec=1")),
-            Some(id)
-        );
-        assert_eq!(param_of("?tutela_consent=a&tutela_consent=b"), Some("b"));
-        assert_eq!(param_of("idsite=1"), None);
+        // Bulk bodies: the ids come with the hits from the one parse of the body.
         let body = format!(
             r#"{{"requests": ["?idsite=1&tutela_consent={id}", "?idsite=1", {{"idsite": "1", "tutela_consent": "{id}"}}, 3]}}"#
         );
-        assert_eq!(
-            bulk_params(body.as_bytes()),
-            vec![Some(id.to_string()), None, Some(id.to_string()), None]
-        );
+        let bulk = tutela_analytics::params::parse_bulk(body.as_bytes()).unwrap();
+        let ids: Vec<Option<&str>> = bulk
+            .requests
+            .iter()
+            .map(|r| r.as_ref().and_then(|h| h.consent_id.as_deref()))
+            .collect();
+        assert_eq!(ids, vec![Some(id), None, Some(id), None]);
+        // Upper-case hex is the same consent id.
+        assert_eq!(parse_id(&id.to_ascii_uppercase()), parse_id(id));
     }
 
     #[test]

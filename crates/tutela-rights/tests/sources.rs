@@ -135,9 +135,10 @@ fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
 
 /// One page view of `visitor` on `page`, through the real pipeline (minimisation, queue, writer).
 async fn hit(analytics: &Analytics, visitor: &str, page: &str) -> Prepared {
-    let raw = RawHit::from_query(&format!(
+    let query = format!(
         "idsite=1&rec=1&url=http%3A%2F%2Flocalhost%2F{page}%3Fsecret%3D1&action_name={page}&_id={visitor}"
-    ));
+    );
+    let raw = RawHit::from_query(&query);
     let client = Client {
         ip: "203.113.5.7".parse().unwrap(),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use tutela_analytics::params::{self, RawHit};
@@ -13,7 +13,6 @@ use tutela_analytics::{Client, IngestError, Prepared, Reject};
 use tutela_domain::scope::Scope;
 
 use crate::AppState;
-use crate::consent_gate;
 use crate::error::{ApiError, ErrorCode};
 
 /// The tracker script, written by hand (no build step).
@@ -31,6 +30,8 @@ pub const OPTOUT_COOKIE: &str = "tutela_optout";
 /// tracker's cookies on Tutela's origin (the opt-out) travel with the hit.
 fn cors(headers: &HeaderMap, res: &mut Response) {
     let h = res.headers_mut();
+    // Room for these and the security headers added on the way out: one allocation, no regrowth.
+    h.reserve(12);
     if let Some(origin) = headers.get(header::ORIGIN) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         h.insert(
@@ -199,9 +200,13 @@ async fn handle(
     let ip = client_ip(state, headers, peer);
     let client = Client {
         ip,
-        user_agent: header_str(headers, "user-agent"),
-        dnt: header_str(headers, "dnt") == Some("1"),
-        gpc: header_str(headers, "sec-gpc") == Some("1"),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        dnt: headers.get(header::DNT).is_some_and(|v| v == "1"),
+        gpc: headers
+            .get(HeaderName::from_static("sec-gpc"))
+            .is_some_and(|v| v == "1"),
         opted_out: opted_out(headers),
     };
     let now = jiff::Timestamp::now();
@@ -216,7 +221,16 @@ async fn handle(
             Ok(t) => t,
             Err(r) => return r,
         };
-        let consent = consent_allows_bulk(state, body, bulk.requests.len()).await;
+        let consent = state
+            .consent
+            .gate
+            .allows_bulk(
+                &state.store,
+                bulk.requests
+                    .iter()
+                    .map(|r| r.as_ref().and_then(|h| h.consent_id.as_deref())),
+            )
+            .await;
         let mut no_consent = 0usize;
         let mut hits = Vec::with_capacity(bulk.requests.len());
         let mut invalid = Vec::new();
@@ -256,14 +270,7 @@ async fn handle(
             queue_and_commit_ms = (t0.elapsed() - prepared).as_secs_f64() * 1e3,
             "bulk request"
         );
-        return axum::Json(serde_json::json!({
-            "status": "success",
-            "tracked": tracked,
-            "invalid": invalid.len(),
-            "invalid_indices": invalid,
-            "no_consent": no_consent,
-        }))
-        .into_response();
+        return bulk_answer(tracked, &invalid, no_consent);
     }
 
     let body = match std::str::from_utf8(body) {
@@ -282,13 +289,14 @@ async fn handle(
         Err(r) => return r,
     };
     let send_image = raw.send_image;
+    let consent_id = raw.consent_id.as_deref();
     match analytics.prepare(&raw, &client, trusted, now).await {
         Err(r) => reject(r),
         Ok(Prepared::Skip(s)) => {
             metrics::counter!("tutela_analytics_hits_total", "outcome" => s.as_str()).increment(1);
             success(send_image)
         }
-        Ok(Prepared::Track(_)) if !consent_allows(state, query, body).await => {
+        Ok(Prepared::Track(_)) if !state.consent.gate.allows(&state.store, consent_id).await => {
             metrics::counter!("tutela_analytics_hits_total", "outcome" => "no_consent")
                 .increment(1);
             success(send_image)
@@ -300,21 +308,30 @@ async fn handle(
     }
 }
 
-/// The consent gate at the entry of the store path (see [`crate::consent_gate`]): whether a
-/// single hit may be stored. Always true unless the analytics purpose rests on consent.
-async fn consent_allows(state: &AppState, query: &str, body: &str) -> bool {
-    let gate = &state.consent.gate;
-    if !gate.required() {
-        return true;
+/// The answer to a bulk request, the JSON object Matomo's bulk API gives plus Tutela's counts
+/// (members in this order, compact), written without an intermediate JSON tree.
+fn bulk_answer(tracked: usize, invalid: &[usize], no_consent: usize) -> Response {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(96 + invalid.len() * 4);
+    let _ = write!(out, "{{\"invalid\":{},\"invalid_indices\":[", invalid.len());
+    for (k, i) in invalid.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{i}");
     }
-    // The body wins over the query string, as for every other parameter.
-    let id = consent_gate::param_of(body).or_else(|| consent_gate::param_of(query));
-    gate.allows(&state.store, id).await
-}
-
-/// [`consent_allows`] for each request of a bulk body, in order.
-async fn consent_allows_bulk(state: &AppState, body: &[u8], n: usize) -> Vec<bool> {
-    state.consent.gate.allows_bulk(&state.store, body, n).await
+    let _ = write!(
+        out,
+        "],\"no_consent\":{no_consent},\"status\":\"success\",\"tracked\":{tracked}}}"
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response()
 }
 
 /// `/matomo.js`, `/piwik.js`, `/tutela.js`.
