@@ -483,12 +483,14 @@ fn writer_stats(addr: &str) -> String {
             .unwrap_or(f64::NAN)
     };
     let batches = get("tutela_analytics_batch_hits_count");
+    let hits = get("tutela_analytics_batch_hits_sum");
     format!(
-        "; writer: {:.0} batches, {:.1} hits per batch, {:.2} ms per batch",
+        "; writer: {:.0} batches, {:.1} hits per batch, {:.2} ms per batch, {:.0} bytes of WAL per hit",
         batches,
-        get("tutela_analytics_batch_hits_sum") / batches,
+        hits / batches,
         get("tutela_analytics_commit_seconds_sum") / get("tutela_analytics_commit_seconds_count")
-            * 1e3
+            * 1e3,
+        get("tutela_analytics_wal_bytes_total") / hits
     )
 }
 

@@ -306,6 +306,13 @@ impl Store {
             .store(full, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Bytes of WAL the SQLite analytics writer has written so far (0 before its first write and
+    /// on PostgreSQL): for tests and measurements.
+    #[doc(hidden)]
+    pub fn analytics_wal_bytes(&self) -> u64 {
+        self.fast.get().map_or(0, |w| w.wal_bytes())
+    }
+
     /// Writes through the portable (`Any`) path even on SQLite: for the conformance suite.
     #[doc(hidden)]
     pub async fn analytics_write_batch_portable(&self, batch: &AnalyticsBatch) -> Result<()> {
@@ -514,33 +521,50 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// The chunks of a site that hold events of `visitor`: `(id, day)`. Reads each chunk's sorted
-    /// visitor list (8 bytes per distinct visitor), never the events of the others.
-    async fn chunks_of_visitor<'e, E>(
-        &self,
-        ex: E,
-        site_id: i64,
-        visitor: i64,
-    ) -> Result<Vec<(i64, i64)>>
+    /// The days on which `visitor` was seen on a site, oldest first. Every visitor-day has an
+    /// hourly row for its day (the writer counts it there), so this probes the primary key
+    /// `(site_id, day, visitor)` of `analytics_visitor_days` once per day with data — about 180
+    /// probes for six months of retention — rather than keeping a second index by visitor that
+    /// every new visitor-day would have to update (migration 0011).
+    async fn days_of_visitor<'e, E>(&self, ex: E, site_id: i64, visitor: i64) -> Result<Vec<i64>>
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
-        // The visitor's days come from `analytics_visitor_days` (indexed by visitor), so only
-        // those days' chunks are read.
         let rows = sqlx::query(
-            "SELECT c.id, c.day, c.visitors FROM analytics_event_chunks c \
-             WHERE c.site_id = $1 AND c.day IN \
-             (SELECT v.day FROM analytics_visitor_days v WHERE v.site_id = $1 AND v.visitor = $2)",
+            "SELECT d.day FROM (SELECT DISTINCT day FROM analytics_hourly WHERE site_id = $1) d \
+             WHERE EXISTS (SELECT 1 FROM analytics_visitor_days v \
+             WHERE v.site_id = $1 AND v.day = d.day AND v.visitor = $2) ORDER BY d.day",
         )
         .bind(site_id)
         .bind(visitor)
         .fetch_all(ex)
         .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
+    }
+
+    /// The chunks of the given days that hold events of `visitor`: `(id, day)`. Reads each
+    /// chunk's sorted visitor list (8 bytes per distinct visitor), never the events of the others.
+    async fn chunks_of_visitor(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        site_id: i64,
+        days: &[i64],
+        visitor: i64,
+    ) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::new();
-        for r in &rows {
-            let visitors: &[u8] = r.try_get(2)?;
-            if event_chunk::has_visitor(visitors, visitor) {
-                out.push((r.try_get(0)?, r.try_get(1)?));
+        for &day in days {
+            let rows = sqlx::query(
+                "SELECT id, visitors FROM analytics_event_chunks WHERE site_id = $1 AND day = $2",
+            )
+            .bind(site_id)
+            .bind(day)
+            .fetch_all(&mut *conn)
+            .await?;
+            for r in &rows {
+                let visitors: &[u8] = r.try_get(1)?;
+                if event_chunk::has_visitor(visitors, visitor) {
+                    out.push((r.try_get(0)?, day));
+                }
             }
         }
         Ok(out)
@@ -560,13 +584,15 @@ impl Store {
             .iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>>>()?;
+        let mut conn = self.pool().acquire().await?;
+        let days = self.days_of_visitor(&mut *conn, site_id, visitor).await?;
         for (id, day) in self
-            .chunks_of_visitor(self.pool(), site_id, visitor)
+            .chunks_of_visitor(&mut conn, site_id, &days, visitor)
             .await?
         {
             let row = sqlx::query("SELECT data FROM analytics_event_chunks WHERE id = $1")
                 .bind(id)
-                .fetch_one(self.pool())
+                .fetch_one(&mut *conn)
                 .await?;
             let data: &[u8] = row.try_get(0)?;
             out.extend(
@@ -622,7 +648,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        for (id, day) in self.chunks_of_visitor(&mut *tx, site_id, visitor).await? {
+        let days = self.days_of_visitor(&mut *tx, site_id, visitor).await?;
+        for (id, day) in self
+            .chunks_of_visitor(&mut tx, site_id, &days, visitor)
+            .await?
+        {
             let row = sqlx::query("SELECT data FROM analytics_event_chunks WHERE id = $1")
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -655,11 +685,16 @@ impl Store {
                 }
             }
         }
-        sqlx::query("DELETE FROM analytics_visitor_days WHERE site_id = $1 AND visitor = $2")
+        for day in days {
+            sqlx::query(
+                "DELETE FROM analytics_visitor_days WHERE site_id = $1 AND day = $2 AND visitor = $3",
+            )
             .bind(site_id)
+            .bind(day)
             .bind(visitor)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(erased)
     }

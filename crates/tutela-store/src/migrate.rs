@@ -35,6 +35,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     7 "0007_rights",
     8 "0008_rights_more",
     10 "0010_analytics_chunks",
+    11 "0011_analytics_visitor_days_pk_only",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -46,6 +47,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     7 "0007_rights",
     8 "0008_rights_more",
     10 "0010_analytics_chunks",
+    11 "0011_analytics_visitor_days_pk_only",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.

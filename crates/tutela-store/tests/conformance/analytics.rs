@@ -414,3 +414,70 @@ async fn rows_written_before_chunks_stay_readable_erasable_and_purged() {
     })
     .await;
 }
+
+/// The rights hooks find a visitor's days by probing the visitor-days' primary key for each day
+/// with data (no index by visitor since migration 0011): every day is found, erasure removes the
+/// visitor-days of every one of them, and other visitors and sites are untouched.
+#[tokio::test]
+async fn rights_hooks_find_and_erase_a_visitor_on_every_day() {
+    on_each_engine(|store| async move {
+        let days = [20261101, 20261103, 20261130];
+        for (i, day) in days.iter().enumerate() {
+            let mut events: Vec<EventRow> = (0..3)
+                .map(|j| {
+                    event(
+                        *day,
+                        1_000 * (i as i64 + 1) + j,
+                        7 + j % 2,
+                        "https://ex.com/a",
+                    )
+                })
+                .collect();
+            // The same pseudonym on another site.
+            let mut other = event(*day, 500, 7, "https://ex.com/b");
+            other.site_id = 2;
+            events.push(other);
+            store
+                .analytics_write_batch(&AnalyticsBatch {
+                    events,
+                    visitor_days: vec![(1, *day, 7, 3), (1, *day, 8, 4), (2, *day, 7, 3)],
+                    ..AnalyticsBatch::default()
+                })
+                .await
+                .unwrap();
+        }
+        // A day with data but without the visitor.
+        store
+            .analytics_write_batch(&AnalyticsBatch {
+                events: vec![event(20261102, 1_500, 8, "https://ex.com/a")],
+                visitor_days: vec![(1, 20261102, 8, 5)],
+                ..AnalyticsBatch::default()
+            })
+            .await
+            .unwrap();
+        let mine = store.analytics_events_of(1, 7).await.unwrap();
+        assert_eq!(
+            mine.iter().map(|e| e.day).collect::<Vec<_>>(),
+            [20261101, 20261101, 20261103, 20261103, 20261130, 20261130]
+        );
+        assert_eq!(store.analytics_erase_visitor(1, 7).await.unwrap(), 6);
+        assert!(store.analytics_events_of(1, 7).await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .analytics_daily_unique_visitors(1, 20261101, 20261130)
+                .await
+                .unwrap(),
+            [(20261101, 1), (20261102, 1), (20261103, 1), (20261130, 1)]
+        );
+        assert_eq!(store.analytics_events_of(1, 8).await.unwrap().len(), 4);
+        assert_eq!(store.analytics_events_of(2, 7).await.unwrap().len(), 3);
+        assert_eq!(
+            store
+                .analytics_unique_visitors(2, 20261101, 20261130)
+                .await
+                .unwrap(),
+            1
+        );
+    })
+    .await;
+}
