@@ -378,3 +378,22 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
     }
     builder.create(path).map_err(err)
 }
+
+/// Caps glibc's malloc arenas at two (one per core of the target machine). By default glibc
+/// creates up to eight arenas per core, one per thread that contends for a lock, and memory freed
+/// in one arena is not reused by another: under bulk analytics ingest the server's peak RSS went
+/// from ~180 to ~270 MiB that way. Call first thing in `main`, before any thread starts.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_ARENA_MAX: i32 = -8;
+        // SAFETY: mallopt only sets a parameter of glibc's allocator; called before other
+        // threads exist, and an out-of-range value is refused by glibc (returns 0).
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
+        }
+    }
+}

@@ -123,6 +123,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tutela_store::tune_allocator();
     let cli = Cli::parse();
     let (file_cfg, cfg_path) = match config::read_file(cli.config.as_deref()) {
         Ok(v) => v,
