@@ -7,6 +7,7 @@
 //! Visits, bounces and durations count in the hour the visit started; actions in their own hour.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// The writer's maps: foldhash, randomly seeded per map (SipHash took ~8 % of the ingest CPU).
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -26,7 +27,7 @@ pub const VISIT_TIMEOUT_SECS: i64 = 30 * 60;
 const MAX_OPEN_VISITS: usize = 1_000_000;
 /// The batch size that ends the wait for more hits before a commit.
 const LINGER_UNTIL: usize = 256;
-const MAX_SEEN_VISITOR_DAYS: usize = 2_000_000;
+const MAX_INTERNED_URLS: usize = 100_000;
 
 /// Dimension names of the daily rollups.
 pub mod dim {
@@ -43,13 +44,19 @@ pub mod dim {
     pub const OUTLINK: &str = "outlink";
 }
 
+/// One open visit: 48 bytes, no allocation of its own (the exit page is shared through
+/// [`State::urls`]), since up to [`MAX_OPEN_VISITS`] of them stay in memory for 30 minutes.
 struct Visit {
     start: i64,
-    start_day: i64,
-    start_hour: i64,
     last: i64,
+    exit: Option<Arc<str>>,
+    start_day: i32,
+    /// The last day this visit recorded as a visitor-day of its visitor (a visitor seen again
+    /// in a later visit of the same day is recorded again: the store keeps one row, and the
+    /// sketch is idempotent).
+    seen_day: i32,
     actions: u32,
-    exit: Option<String>,
+    start_hour: u8,
 }
 
 /// One site's current local hour: `[from, to)` in unix seconds.
@@ -65,7 +72,9 @@ pub(crate) struct State {
     tz: HashMap<i64, TimeZone>,
     hours: Vec<HourCache>,
     visits: Map<(i64, i64), Visit>,
-    seen: Set<(i64, i64, i64)>,
+    /// The pages that are some open visit's exit page, stored once (bounded: cleared when
+    /// larger than [`MAX_INTERNED_URLS`]; visits keep their own reference).
+    urls: Set<Arc<str>>,
     last_sweep: i64,
     /// This writer's HyperLogLog sketch per (site, day), and whether it changed since written.
     sketches: Map<(i64, i64), (Vec<u8>, bool)>,
@@ -172,7 +181,7 @@ impl State {
             tz,
             hours: Vec::new(),
             visits: Map::default(),
-            seen: Set::default(),
+            urls: Set::default(),
             last_sweep: 0,
             sketches: Map::default(),
             node: b.iter().map(|x| format!("{x:02x}")).collect(),
@@ -290,6 +299,20 @@ impl State {
         out
     }
 
+    /// The shared copy of `url` (an exit page), stored once however many visits end on it.
+    fn intern(&mut self, url: &str) -> Arc<str> {
+        if let Some(u) = self.urls.get(url) {
+            return u.clone();
+        }
+        if self.urls.len() >= MAX_INTERNED_URLS {
+            // Visits keep their own references; only the sharing of new copies restarts.
+            self.urls.clear();
+        }
+        let u: Arc<str> = Arc::from(url);
+        self.urls.insert(u.clone());
+        u
+    }
+
     fn sweep(&mut self, now: i64) {
         if now - self.last_sweep < 60 && self.visits.len() < MAX_OPEN_VISITS {
             return;
@@ -303,9 +326,6 @@ impl State {
             self.visits
                 .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS / 6);
         }
-        if self.seen.len() > MAX_SEEN_VISITOR_DAYS {
-            self.seen.clear();
-        }
     }
 
     fn add(&mut self, acc: &mut Acc, h: MinHit) {
@@ -316,7 +336,7 @@ impl State {
                 && h.ts - v.last <= VISIT_TIMEOUT_SECS
                 && h.ts > v.last
             {
-                let (d, hr) = (v.start_day, v.start_hour);
+                let (d, hr) = (i64::from(v.start_day), i64::from(v.start_hour));
                 let delta = h.ts - v.last;
                 v.last = h.ts;
                 acc.hour(h.site_id, d, hr).duration += delta;
@@ -332,8 +352,10 @@ impl State {
                 key,
                 Visit {
                     start: h.ts,
-                    start_day: day,
-                    start_hour: hour,
+                    // Day numbers fit an i32 for millions of years; hours are 0..=23.
+                    start_day: i32::try_from(day).unwrap_or(i32::MAX),
+                    start_hour: u8::try_from(hour).unwrap_or(0),
+                    seen_day: i32::MIN,
                     last: h.ts,
                     actions: 0,
                     exit: None,
@@ -361,9 +383,13 @@ impl State {
                 acc.dim(h.site_id, day, dim::RESOLUTION, r, 1);
             }
         }
+        let exit_page = match (&h.url, h.kind == kind::PAGEVIEW) {
+            (Some(url), true) => Some(self.intern(url)),
+            _ => None,
+        };
         let v = self.visits.get_mut(&key).expect("visit just ensured");
         v.actions += 1;
-        let (sd, sh) = (v.start_day, v.start_hour);
+        let (sd, sh) = (i64::from(v.start_day), i64::from(v.start_hour));
         let visit_start = v.start;
         let mut bounce = 0;
         if v.actions == 1 {
@@ -373,18 +399,16 @@ impl State {
         }
         let duration = (h.ts - v.last).max(0);
         v.last = v.last.max(h.ts);
-        if h.kind == kind::PAGEVIEW
-            && let Some(url) = &h.url
-        {
+        if let Some(url) = exit_page {
             if v.exit.is_none() {
-                acc.dim(h.site_id, sd, dim::ENTRY, url, 1);
+                acc.dim(h.site_id, sd, dim::ENTRY, &url, 1);
             }
             // The visit's exit page moves to this one.
-            if v.exit.as_deref() != Some(url.as_str()) {
-                if let Some(old) = v.exit.replace(url.clone()) {
+            if v.exit.as_deref() != Some(&*url) {
+                acc.dim(h.site_id, sd, dim::EXIT, &url, 1);
+                if let Some(old) = v.exit.replace(url) {
                     acc.dim(h.site_id, sd, dim::EXIT, &old, -1);
                 }
-                acc.dim(h.site_id, sd, dim::EXIT, url, 1);
             }
         }
         {
@@ -423,7 +447,9 @@ impl State {
             }
             _ => {}
         }
-        if self.seen.insert((h.site_id, day, h.visitor)) {
+        let day32 = i32::try_from(day).unwrap_or(i32::MAX);
+        if v.seen_day != day32 {
+            v.seen_day = day32;
             acc.visitor_days.push((h.site_id, day, h.visitor, hour));
             let (regs, dirty) = self
                 .sketches
