@@ -86,15 +86,7 @@ impl Server {
 
     /// CPU time (user + system) the server used so far, in seconds.
     fn cpu_secs(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1.to_string();
-                let f: Vec<&str> = after.split_whitespace().collect();
-                let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-                Some(ticks / 100.0)
-            })
-            .unwrap_or(f64::NAN)
+        crate::util::cpu_secs(&self.child.id().to_string())
     }
 
     /// Peak resident memory of the server (VmHWM), in MiB.
@@ -277,15 +269,7 @@ async fn load<W: Workload>(
 
 /// CPU time (user + system) of this process so far, in seconds.
 fn own_cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1.to_string();
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(f64::NAN)
+    crate::util::cpu_secs("self")
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -36,19 +36,6 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-/// CPU time (user + system) of a process so far, in seconds (`/proc/PID/stat`, 100 ticks/s).
-fn cpu_secs(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1.to_string();
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(f64::NAN)
-}
-
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -180,9 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = server.child.id().to_string();
     let (mut server_cpu, mut own_cpu, mut records) = (0.0, 0.0, 0usize);
     for r in 0..args.rounds {
-        let (s0, o0) = (cpu_secs(&pid), cpu_secs("self"));
+        let (s0, o0) = (crate::util::cpu_secs(&pid), crate::util::cpu_secs("self"));
         let (n, lat) = round(&server.addr, &args)?;
-        let (ds, dn) = (cpu_secs(&pid) - s0, cpu_secs("self") - o0);
+        let (ds, dn) = (
+            crate::util::cpu_secs(&pid) - s0,
+            crate::util::cpu_secs("self") - o0,
+        );
         server_cpu += ds;
         own_cpu += dn;
         records += n;

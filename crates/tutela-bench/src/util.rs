@@ -44,3 +44,17 @@ pub fn tutela_bin() -> anyhow::Result<PathBuf> {
     );
     Ok(candidate)
 }
+
+/// CPU time (user + system) of a process so far, in seconds, from `/proc/PID/stat` (100 ticks
+/// per second); `pid` may be `"self"`. NaN when it cannot be read.
+pub fn cpu_secs(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
