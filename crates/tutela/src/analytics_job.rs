@@ -8,15 +8,11 @@ use std::time::Duration;
 
 use tutela_analytics::Analytics;
 
-const LEASE: &str = "analytics_retention";
+pub const LEASE: &str = "analytics_retention";
 
 /// Runs the job now and then every `every`.
 pub fn spawn(analytics: Arc<Analytics>, every: Duration) -> tokio::task::JoinHandle<()> {
-    let holder = format!(
-        "node-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond()
-    );
+    let holder = crate::jobs::holder();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tutela_http::AppState;
 
+/// The lease row of this job.
+pub const LEASE: &str = "retention:consent_records";
 /// How long a lease lasts (longer than a run).
 const LEASE_SECS: i64 = 600;
 
@@ -27,7 +29,6 @@ pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()>
 
 /// Deletes the consent records whose deadline has passed. Logs only a count.
 pub async fn purge_consent_records(state: &AppState, holder: &str) {
-    const LEASE: &str = "retention:consent_records";
     let now = jiff::Timestamp::now().as_second();
     match state.store.try_lease(LEASE, holder, now, LEASE_SECS).await {
         Ok(true) => {}

@@ -10,7 +10,39 @@ pub const RETENTION_LEASE: &str = "retention";
 /// How long a lease protects a run (renewed when a run starts; released when it ends).
 const LEASE_SECS: i64 = 3600;
 
-/// A name for this process among the nodes (host name and process id).
+/// The leases a periodic job takes for the length of one run and gives back when the run ends.
+/// A graceful stop gives them back too ([`release_run_leases`]), so that a node stopped in the
+/// middle of a run does not hold the job off for the rest of the lease on the next start. (The
+/// rights jobs' daily and hourly leases are not listed: they mark the period as done.)
+pub const RUN_LEASES: [&str; 3] = [
+    RETENTION_LEASE,
+    crate::consent_job::LEASE,
+    crate::analytics_job::LEASE,
+];
+
+/// Stops the periodic jobs and gives back the per-run leases this node holds. Each job is
+/// awaited after its abort, so none can take its lease again after the release.
+pub async fn stop_and_release(store: &tutela_store::Store, jobs: Vec<tokio::task::JoinHandle<()>>) {
+    for job in &jobs {
+        job.abort();
+    }
+    for job in jobs {
+        let _ = job.await;
+    }
+    release_run_leases(store, &holder()).await;
+}
+
+/// Gives back the per-run leases held by `holder` (a no-op for leases it does not hold).
+pub async fn release_run_leases(store: &tutela_store::Store, holder: &str) {
+    for name in RUN_LEASES {
+        if let Err(err) = store.release_lease(name, holder).await {
+            tracing::warn!(error = %err, lease = name, "could not give a job lease back");
+        }
+    }
+}
+
+/// A name for this process among the nodes (host name and process id). Every job of one
+/// process uses it, so a graceful stop knows which leases are its own.
 pub fn holder() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

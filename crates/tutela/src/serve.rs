@@ -321,6 +321,7 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
             crate::rights_setup::spawn_step_runner(exec.clone());
         }
         let app = build_app(state.clone());
+        let shutdown = shutdown_signal();
         println!("listening on http://{local}");
         tracing::info!(address = %local, "serving");
         first_admin_link(&store, public_url.as_deref(), local).await?;
@@ -336,10 +337,8 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
                 Vec::new()
             }
         };
-        crate::http_server::serve(listener, app, limits, shutdown_signal()).await;
-        for job in jobs {
-            job.abort();
-        }
+        crate::http_server::serve(listener, app, limits, shutdown).await;
+        crate::jobs::stop_and_release(&store, jobs).await;
         tracing::info!("shutting down: closing the database");
         store.close().await;
         Ok(ExitCode::SUCCESS)
@@ -396,24 +395,45 @@ async fn purge_sessions(store: tutela_store::Store, idle_secs: i64) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT/SIGTERM handlers now and returns the future that resolves on either.
+/// Installed before the server says it is listening: a signal that arrives between that line
+/// and the first poll of the future would otherwise kill the process the default way, without
+/// the graceful stop (connections finished, job leases given back, database closed).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let interrupt = async {
+                match interrupt.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let terminate = async {
+                match terminate.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = interrupt => {},
+                () = terminate => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }
