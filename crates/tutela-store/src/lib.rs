@@ -210,12 +210,13 @@ impl Store {
         let pool = options.connect(url).await?;
         let pg = match engine {
             Engine::Postgres => {
-                // The same URL (search_path and other options included) as the Any pool.
+                // The same URL (search_path and other options included) and the same size as
+                // the Any pool: every vault write of the API (`Vault::write_batch`) runs here.
                 let options: sqlx::postgres::PgConnectOptions = url.parse()?;
                 Some(
                     sqlx::postgres::PgPoolOptions::new()
                         .acquire_timeout(Duration::from_secs(10))
-                        .max_connections(4)
+                        .max_connections(16)
                         .connect_lazy_with(options),
                 )
             }

@@ -1,8 +1,9 @@
 //! Bulk vault writes (`Vault::write_batch`): one transaction that resolves subjects, inserts
 //! subjects, identifiers, sealed records and audit entries.
 //!
-//! On PostgreSQL (and on an SQLite store without a file path) a [`BatchTx`] is a [`VaultTx`]
-//! (sqlx, portable SQL). On SQLite it runs on a dedicated `rusqlite` connection owned by a
+//! On PostgreSQL a [`BatchTx`] is a `vault_pg::PgSession` (binary `COPY` on a native
+//! connection, pipelined the same way: see `vault_pg.rs`); on an SQLite store without a file
+//! path it is a [`VaultTx`] (sqlx, portable SQL). On SQLite it runs on a dedicated `rusqlite` connection owned by a
 //! worker thread (same `libsqlite3-sys` as sqlx: one SQLite library in the process), with cached
 //! single-row statements. Inserts are *queued*: the caller goes on sealing the next records on
 //! its own thread while the worker writes the previous ones, so on two cores the Rust work and
