@@ -21,6 +21,7 @@ mod sqlite_fast;
 mod tokens;
 mod vault;
 mod vault_batch;
+mod vault_pg;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -125,6 +126,9 @@ pub struct Store {
     fast: std::sync::Arc<std::sync::OnceLock<sqlite_fast::FastWriter>>,
     /// The vault's bulk writer on SQLite (a thread with its own connection, opened on first use).
     vault_worker: std::sync::Arc<std::sync::OnceLock<vault_batch::VaultWorker>>,
+    /// PostgreSQL: a native pool on the same database, for the vault's bulk paths that need
+    /// arrays and `COPY` (see `vault_pg.rs`). Connects on first use.
+    pg: Option<sqlx::PgPool>,
     /// Whether the analytics writer fsyncs every commit on SQLite (default: yes).
     analytics_full_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -204,10 +208,25 @@ impl Store {
             Engine::Postgres => options,
         };
         let pool = options.connect(url).await?;
+        let pg = match engine {
+            Engine::Postgres => {
+                // The same URL (search_path and other options included) and the same size as
+                // the Any pool: every vault write of the API (`Vault::write_batch`) runs here.
+                let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+                Some(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .acquire_timeout(Duration::from_secs(10))
+                        .max_connections(16)
+                        .connect_lazy_with(options),
+                )
+            }
+            Engine::Sqlite => None,
+        };
         let store = Store {
             pool,
             engine,
             sqlite_path: None,
+            pg,
             fast: Default::default(),
             vault_worker: Default::default(),
             analytics_full_sync: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -228,6 +247,11 @@ impl Store {
     /// The connection pool, for the other store modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// PostgreSQL: the native pool (see `vault_pg.rs`).
+    pub(crate) fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        self.pg.as_ref()
     }
 
     /// The connection pool, for tests that must reach around the store's API (e.g. to check that
@@ -251,6 +275,9 @@ impl Store {
                 .await;
         }
         self.pool.close().await;
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
     }
 
     /// Records the loaded register if it differs from the newest stored version.

@@ -48,6 +48,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     8 "0008_rights_more",
     10 "0010_analytics_chunks",
     11 "0011_analytics_visitor_days_pk_only",
+    12 "0012_vault_subject_refs",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.

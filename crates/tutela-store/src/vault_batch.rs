@@ -1,8 +1,9 @@
 //! Bulk vault writes (`Vault::write_batch`): one transaction that resolves subjects, inserts
 //! subjects, identifiers, sealed records and audit entries.
 //!
-//! On PostgreSQL (and on an SQLite store without a file path) a [`BatchTx`] is a [`VaultTx`]
-//! (sqlx, portable SQL). On SQLite it runs on a dedicated `rusqlite` connection owned by a
+//! On PostgreSQL a [`BatchTx`] is a `vault_pg::PgSession` (binary `COPY` on a native
+//! connection, pipelined the same way: see `vault_pg.rs`); on an SQLite store without a file
+//! path it is a [`VaultTx`] (sqlx, portable SQL). On SQLite it runs on a dedicated `rusqlite` connection owned by a
 //! worker thread (same `libsqlite3-sys` as sqlx: one SQLite library in the process), with cached
 //! single-row statements. Inserts are *queued*: the caller goes on sealing the next records on
 //! its own thread while the worker writes the previous ones, so on two cores the Rust work and
@@ -320,8 +321,13 @@ impl Drop for Session {
 }
 
 enum Inner {
-    Portable { tx: VaultTx, ids: Vec<i64> },
+    Portable {
+        tx: VaultTx,
+        ids: Vec<i64>,
+    },
     Sqlite(Session),
+    /// PostgreSQL: `COPY` and arrays on a native connection (`vault_pg.rs`).
+    Postgres(crate::vault_pg::PgSession),
 }
 
 /// A bulk vault write transaction (see the module documentation). Dropping it without
@@ -332,8 +338,14 @@ pub struct BatchTx {
 
 impl Store {
     /// Starts a bulk vault write transaction: on SQLite, on the dedicated writer connection
-    /// (`BEGIN IMMEDIATE`, so it holds the write lock from the start); elsewhere a [`VaultTx`].
+    /// (`BEGIN IMMEDIATE`, so it holds the write lock from the start); on PostgreSQL, on a
+    /// connection of the native pool (`vault_pg.rs`); elsewhere a [`VaultTx`].
     pub async fn vault_batch_begin(&self) -> Result<BatchTx> {
+        if let Some(pg) = self.pg_pool() {
+            return Ok(BatchTx {
+                inner: Inner::Postgres(crate::vault_pg::PgSession::begin(pg).await?),
+            });
+        }
         if self.engine() == Engine::Sqlite
             && let Some(path) = self.sqlite_path().map(Path::to_path_buf)
         {
@@ -423,13 +435,14 @@ impl BatchTx {
         match &self.inner {
             Inner::Portable { tx, .. } => tx.engine(),
             Inner::Sqlite(_) => Engine::Sqlite,
+            Inner::Postgres(_) => Engine::Postgres,
         }
     }
 
     /// Whether inserts are queued to a writer thread (SQLite): the caller should then hand
     /// records over in chunks as it produces them, so that both threads work at once.
     pub fn is_pipelined(&self) -> bool {
-        matches!(self.inner, Inner::Sqlite(_))
+        matches!(self.inner, Inner::Sqlite(_) | Inner::Postgres(_))
     }
 
     /// `(blind index, subject id)` of the known indexes.
@@ -439,6 +452,7 @@ impl BatchTx {
     ) -> Result<Vec<(Vec<u8>, String)>> {
         match &mut self.inner {
             Inner::Portable { tx, .. } => tx.subjects_by_index(&indexes).await,
+            Inner::Postgres(s) => s.subjects_by_index(indexes).await,
             Inner::Sqlite(s) => {
                 if indexes.is_empty() {
                     return Ok(Vec::new());
@@ -460,6 +474,7 @@ impl BatchTx {
     pub async fn subjects(&mut self, ids: Vec<String>) -> Result<Vec<StoredSubject>> {
         match &mut self.inner {
             Inner::Portable { tx, .. } => tx.subjects(&ids).await,
+            Inner::Postgres(s) => s.subjects(ids).await,
             Inner::Sqlite(s) => {
                 if ids.is_empty() {
                     return Ok(Vec::new());
@@ -488,6 +503,7 @@ impl BatchTx {
     pub async fn events(&mut self, subject_ids: Vec<String>) -> Result<Events> {
         match &mut self.inner {
             Inner::Portable { tx, .. } => tx.events(&subject_ids).await,
+            Inner::Postgres(s) => s.events(subject_ids).await,
             Inner::Sqlite(s) => {
                 if subject_ids.is_empty() {
                     return Ok(BTreeMap::new());
@@ -511,6 +527,7 @@ impl BatchTx {
     pub async fn insert_subjects(&mut self, subjects: Vec<StoredSubject>) -> Result<()> {
         match &mut self.inner {
             Inner::Portable { tx, .. } => tx.insert_subjects(&subjects).await,
+            Inner::Postgres(s) => s.insert_subjects(subjects),
             Inner::Sqlite(s) => {
                 if subjects.is_empty() {
                     return Ok(());
@@ -534,6 +551,7 @@ impl BatchTx {
     pub async fn insert_identifiers(&mut self, identifiers: Vec<StoredIdentifier>) -> Result<()> {
         match &mut self.inner {
             Inner::Portable { tx, .. } => tx.insert_identifiers(&identifiers).await,
+            Inner::Postgres(s) => s.insert_identifiers(identifiers),
             Inner::Sqlite(s) => {
                 if identifiers.is_empty() {
                     return Ok(());
@@ -560,6 +578,7 @@ impl BatchTx {
                 ids.extend(tx.insert_records(&records, now).await?);
                 Ok(())
             }
+            Inner::Postgres(s) => s.insert_records(records, now),
             Inner::Sqlite(s) => {
                 if records.is_empty() {
                     return Ok(());
@@ -600,6 +619,7 @@ impl BatchTx {
         let ids = match &mut self.inner {
             Inner::Portable { ids, .. } => std::mem::take(ids),
             Inner::Sqlite(s) => s.call(|w| Ok(std::mem::take(&mut w.ids))).await?,
+            Inner::Postgres(s) => s.record_ids().await?,
         };
         if ids.len() != expected {
             return Err(StoreError::Database(sqlx::Error::Protocol(
@@ -617,6 +637,19 @@ impl BatchTx {
     {
         match &mut self.inner {
             Inner::Portable { tx, .. } => tx.append_audit(entries, hash).await,
+            Inner::Postgres(s) => {
+                // The head is locked and read now, as the portable path does; the hashes are
+                // computed here and the entries copied by the session task.
+                let (mut seq, mut prev) = s.lock_audit_head().await?;
+                let mut rows = Vec::with_capacity(entries.len());
+                for e in entries {
+                    seq += 1;
+                    prev = hash(&prev, seq, e);
+                    rows.push((seq, e.clone(), prev));
+                }
+                s.insert_audit(rows)?;
+                Ok(seq)
+            }
             Inner::Sqlite(s) => {
                 let (mut seq, mut prev) = s.head;
                 if entries.is_empty() {
@@ -662,6 +695,7 @@ impl BatchTx {
     pub async fn commit(self) -> Result<()> {
         match self.inner {
             Inner::Portable { tx, .. } => tx.commit().await,
+            Inner::Postgres(s) => s.commit().await,
             Inner::Sqlite(mut s) => {
                 s.call(|w| {
                     w.commit()?;

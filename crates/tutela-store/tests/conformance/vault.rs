@@ -875,3 +875,123 @@ async fn bulk_batch_errors_roll_everything_back() {
     })
     .await;
 }
+
+/// Identifiers, records and events must name an existing subject, and a subject cannot be
+/// deleted while anything names it. On SQLite foreign keys say so; on PostgreSQL statement-level
+/// triggers (migration 0012), also on the bulk path's `COPY`.
+#[tokio::test]
+async fn references_to_subjects_are_enforced() {
+    on_each_engine(|store| async move {
+        let pg = store.engine() == tutela_store::Engine::Postgres;
+        let mut tx = store.vault_begin().await.unwrap();
+        tx.insert_subjects(&[subject("s1", "k1"), subject("s2", "k1")])
+            .await
+            .unwrap();
+        tx.insert_records(&[record("s1", "support", "email", None)], 1)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // A record, an identifier or an event for a subject that does not exist.
+        let mut tx = store.vault_begin().await.unwrap();
+        assert!(
+            tx.insert_records(
+                &[
+                    record("s1", "support", "email", None),
+                    record("nope", "support", "email", None)
+                ],
+                1
+            )
+            .await
+            .is_err()
+        );
+        drop(tx);
+        let mut tx = store.vault_begin().await.unwrap();
+        assert!(
+            tx.insert_identifiers(&[StoredIdentifier {
+                blind_index: vec![5; 32],
+                subject_id: "nope".into(),
+                kind: "email".into(),
+                created_at: 1,
+            }])
+            .await
+            .is_err()
+        );
+        drop(tx);
+        let mut tx = store.vault_begin().await.unwrap();
+        assert!(
+            tx.record_event("nope", "support", "last_contact", 5, true)
+                .await
+                .is_err()
+        );
+        drop(tx);
+        // The bulk path (COPY on PostgreSQL): the error comes back at the latest on commit.
+        let failed = {
+            // (The transaction is dropped, rolling back, at the end of this block.)
+            let mut tx = store.vault_batch_begin().await.unwrap();
+            match tx
+                .insert_records(vec![record("nope", "support", "email", None)], 1)
+                .await
+            {
+                Err(_) => true,
+                Ok(()) => match tx.record_ids(1).await {
+                    Err(_) => true,
+                    Ok(_) => tx.commit().await.is_err(),
+                },
+            }
+        };
+        assert!(failed, "a bulk record for an unknown subject was accepted");
+        assert_eq!(store.vault_counts().await.unwrap(), (2, 0, 1));
+
+        // A subject that still has a record cannot go; one without can.
+        let delete = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query("DELETE FROM vault_subjects WHERE id = $1")
+                    .bind(id)
+                    .execute(store.pool_for_tests())
+                    .await
+            }
+        };
+        assert!(delete("s1").await.is_err());
+        assert_eq!(delete("s2").await.unwrap().rows_affected(), 1);
+        // Records, identifiers and the subject deleted in one transaction: fine.
+        let mut tx = store.vault_begin().await.unwrap();
+        let ids: Vec<i64> = tx
+            .all_records("s1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(tx.delete_records("s1", &ids).await.unwrap(), 1);
+        assert_eq!(tx.shred_if_empty(&["s1".into()]).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        assert_eq!(store.vault_counts().await.unwrap(), (0, 0, 0));
+
+        if pg {
+            // PostgreSQL: a subject reference never changes.
+            let mut tx = store.vault_begin().await.unwrap();
+            tx.insert_subjects(&[subject("s3", "k1"), subject("s4", "k1")])
+                .await
+                .unwrap();
+            tx.insert_records(&[record("s3", "support", "email", None)], 1)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            for sql in [
+                "UPDATE vault_records SET subject_id = 's4' WHERE subject_id = 's3'",
+                "UPDATE vault_subjects SET id = 's5' WHERE id = 's4'",
+            ] {
+                let r = sqlx::query(sql).execute(store.pool_for_tests()).await;
+                assert!(r.is_err(), "{sql}");
+            }
+            // Other updates are not affected.
+            sqlx::query("UPDATE vault_records SET deadline = 5 WHERE subject_id = 's3'")
+                .execute(store.pool_for_tests())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+}
