@@ -395,6 +395,18 @@ impl Store {
         Ok((ids, cursor))
     }
 
+    /// SQLite: how many records are past their deadline at `now`, on legal hold or not (what
+    /// [`Store::vault_expired_ids`] lists): a count of the deadline index alone, which does not
+    /// read the table rows (the purge's progress total).
+    pub async fn vault_expired_listed_count(&self, now: i64) -> Result<u64> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM vault_records WHERE deadline <= $1")
+            .bind(now)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
     /// How many records are past their deadline and not on legal hold, per purpose (what the
     /// retention job would delete at `now`).
     pub async fn vault_expired_counts(&self, now: i64) -> Result<BTreeMap<String, u64>> {
@@ -482,6 +494,13 @@ impl Store {
     pub async fn vault_flush_erased(&self) -> Result<bool> {
         if self.engine() != Engine::Sqlite {
             return Ok(true);
+        }
+        // A checkpoint of the vault writer's checkpointer thread would make this one busy (a
+        // purge's last batch leaves one running): let it finish first.
+        if let Some(w) = self.vault_worker.get() {
+            tokio::task::spawn_blocking(w.checkpoints_idle())
+                .await
+                .map_err(|_| sqlx::Error::Protocol("checkpoint wait failed".into()))?;
         }
         for attempt in 0..20 {
             let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -36,7 +36,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use crate::vault::{Events, NewRecord, StoredIdentifier, StoredSubject, VaultTx};
+use crate::vault::{Events, NewRecord, PurgedBatch, StoredIdentifier, StoredSubject, VaultTx};
 use crate::{Engine, NewAuditEntry, Result, Store, StoreError};
 
 /// WAL frames after which a commit wakes the checkpointer (SQLite's own default threshold).
@@ -117,11 +117,16 @@ impl Checkpointer {
 
     /// Waits until no checkpoint is asked for or running.
     fn wait_idle(&self) {
-        let (lock, cvar) = &*self.state;
-        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while s.requested || s.running {
-            s = cvar.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
+        wait_checkpoints(&self.state);
+    }
+}
+
+/// Waits until the checkpointer whose state is `state` has no checkpoint asked for or running.
+fn wait_checkpoints(state: &(Mutex<CheckpointState>, Condvar)) {
+    let (lock, cvar) = state;
+    let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while s.requested || s.running {
+        s = cvar.wait(s).unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -174,11 +179,95 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The retention purge of one batch (see [`BatchTx::purge_ids_sqlite`]).
+    fn purge_ids(&mut self, ids: &[i64], now: i64) -> rusqlite::Result<PurgedBatch> {
+        let mut batch = PurgedBatch::default();
+        // Purposes are few: a short list beats a map, and no string is allocated per row.
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        let mut subjects: Vec<String> = Vec::new();
+        self.conn.execute_batch("PRAGMA secure_delete = FAST")?;
+        let deleted = delete_expired(&self.conn, ids, now, &mut counts, &mut subjects);
+        // Back to ON before anything else runs on this connection, error or not.
+        let restored = self.conn.execute_batch("PRAGMA secure_delete = ON");
+        deleted?;
+        restored?;
+        for (purpose, n) in counts {
+            batch.records += n;
+            batch.per_purpose.insert(purpose, n);
+        }
+        if batch.records == 0 {
+            return Ok(batch);
+        }
+        subjects.sort_unstable();
+        subjects.dedup();
+        batch.subjects_shredded = shred_if_empty(&self.conn, &subjects)?;
+        Ok(batch)
+    }
+}
+
+/// Deletes the records among `ids` past their deadline at `now` and not on legal hold, one
+/// cached single-row statement per id (a `DELETE` by rowid: SQLite's one-pass delete, no rowid
+/// set built first); counts them per purpose and notes their subjects (consecutive duplicates
+/// dropped).
+fn delete_expired(
+    conn: &Connection,
+    ids: &[i64],
+    now: i64,
+    counts: &mut Vec<(String, u64)>,
+    subjects: &mut Vec<String>,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM vault_records WHERE id = ?1 AND deadline <= ?2 AND legal_hold = FALSE \
+         RETURNING subject_id, purpose",
+    )?;
+    for &id in ids {
+        let mut rows = stmt.query(params![id, now])?;
+        while let Some(r) = rows.next()? {
+            let subject = r.get_ref(0)?.as_str()?;
+            if subjects.last().map(String::as_str) != Some(subject) {
+                subjects.push(subject.to_owned());
+            }
+            let purpose = r.get_ref(1)?.as_str()?;
+            match counts.iter_mut().find(|(p, _)| p == purpose) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((purpose.to_owned(), 1)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Of `subjects` (sorted, distinct), deletes those without any record left: identifiers,
+/// events, then the subject row with its wrapped key (crypto-shredding), under
+/// `secure_delete = ON` (set again here). Returns how many subjects were deleted.
+fn shred_if_empty(conn: &Connection, subjects: &[String]) -> rusqlite::Result<u64> {
+    conn.execute_batch("PRAGMA secure_delete = ON")?;
+    let mut has_records =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM vault_records WHERE subject_id = ?1)")?;
+    let mut identifiers =
+        conn.prepare_cached("DELETE FROM vault_identifiers WHERE subject_id = ?1")?;
+    let mut events = conn.prepare_cached("DELETE FROM vault_events WHERE subject_id = ?1")?;
+    let mut subject = conn.prepare_cached("DELETE FROM vault_subjects WHERE id = ?1")?;
+    let mut shredded = 0;
+    for id in subjects {
+        if has_records.query_row([id], |r| r.get::<_, bool>(0))? {
+            continue;
+        }
+        identifiers.execute([id])?;
+        events.execute([id])?;
+        shredded += subject.execute([id])? as u64;
+    }
+    Ok(shredded)
+}
+
 /// The SQLite vault writer: a thread with its own connection, and a lock that lets one
 /// transaction at a time use it.
 pub(crate) struct VaultWorker {
     jobs: mpsc::Sender<Job>,
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// The checkpointer thread's state, to wait for it from outside the writer thread.
+    checkpoints: Arc<(Mutex<CheckpointState>, Condvar)>,
 }
 
 impl std::fmt::Debug for VaultWorker {
@@ -212,12 +301,14 @@ impl VaultWorker {
              PRAGMA secure_delete = ON; PRAGMA mmap_size = 268435456;",
         )?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let checkpointer = Checkpointer::start(ckpt)?;
+        let checkpoints = checkpointer.state.clone();
         let mut worker = Worker {
             conn,
             error: None,
             failed: false,
             ids: Vec::new(),
-            checkpointer: Checkpointer::start(ckpt)?,
+            checkpointer,
         };
         std::thread::Builder::new()
             .name("tutela-vault-writer".into())
@@ -231,7 +322,14 @@ impl VaultWorker {
         Ok(VaultWorker {
             jobs: tx,
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            checkpoints,
         })
+    }
+
+    /// A function that waits (blocking) until the checkpointer thread is idle.
+    pub(crate) fn checkpoints_idle(&self) -> impl FnOnce() + Send + 'static {
+        let state = self.checkpoints.clone();
+        move || wait_checkpoints(&state)
     }
 
     fn sender(&self) -> mpsc::Sender<Job> {
@@ -687,6 +785,34 @@ impl BatchTx {
                     Ok(())
                 })?;
                 Ok(seq)
+            }
+        }
+    }
+
+    /// SQLite: deletes the records among `ids` that are past their deadline at `now` and not
+    /// on legal hold (a hold placed since the ids were listed wins), then shreds the subjects
+    /// this left without any record. `ids` should be ascending, so that table pages are
+    /// visited in order. On the writer thread when there is one, otherwise through
+    /// [`VaultTx::purge_ids_sqlite`].
+    ///
+    /// The record deletions run with `secure_delete = FAST`, the shredding (wrapped keys,
+    /// identifiers, events) with `ON`, and `ON` is restored right after the record deletions,
+    /// error or not: see ARCHITECTURE.md, "Erasure: what it guarantees".
+    pub async fn purge_ids_sqlite(&mut self, ids: Vec<i64>, now: i64) -> Result<PurgedBatch> {
+        match &mut self.inner {
+            Inner::Portable { tx, .. } => {
+                if tx.engine() != Engine::Sqlite {
+                    return Err(StoreError::Database(sqlx::Error::Protocol(
+                        "purge_ids_sqlite on another engine than SQLite".into(),
+                    )));
+                }
+                tx.purge_ids_sqlite(&ids, now).await
+            }
+            Inner::Sqlite(s) => {
+                if ids.is_empty() {
+                    return Ok(PurgedBatch::default());
+                }
+                s.call(move |w| w.purge_ids(&ids, now)).await
             }
         }
     }

@@ -55,6 +55,9 @@ impl Vault {
             ));
         }
         let now = self.now().as_second();
+        if !dry_run && self.store.engine() == Engine::Sqlite {
+            return self.purge_expired_sqlite(actor, now, batch, progress).await;
+        }
         let expected = self.store.vault_expired_counts(now).await?;
         let total: u64 = expected.values().sum();
         let mut report = PurgeReport {
@@ -156,4 +159,105 @@ impl Vault {
         }
         Ok(report)
     }
+
+    /// SQLite: the expired ids are listed first (from the deadline index, in rounds of
+    /// [`SQLITE_ID_ROUND`]), then deleted in ascending id order, `batch` per transaction, on
+    /// the store's vault writer thread ([`tutela_store::BatchTx::purge_ids_sqlite`]): each
+    /// batch's deletions, shredding and audit entries commit together. Deleting in deadline
+    /// order instead visited every table page once per purpose (each purpose's deadlines form
+    /// one run).
+    ///
+    /// The progress total is the number of entries of the deadline index past `now` (an index
+    /// count; the exact per-purpose count of a dry run reads every expired row for its legal
+    /// hold, 0.8 s of CPU at 1M records): records on legal hold are included, so the bar is
+    /// set to done at the end.
+    async fn purge_expired_sqlite(
+        &self,
+        actor: &Actor,
+        now: i64,
+        batch: i64,
+        progress: &mut (dyn PurgeProgress + Send),
+    ) -> Result<PurgeReport> {
+        let mut report = PurgeReport {
+            dry_run: false,
+            now,
+            ..PurgeReport::default()
+        };
+        let total = self.store.vault_expired_listed_count(now).await?;
+        progress.update(0, total);
+        let mut cursor = None;
+        loop {
+            let (ids, next) = self
+                .store
+                .vault_expired_ids(now, cursor, SQLITE_ID_ROUND)
+                .await?;
+            for ids in ids.chunks(batch as usize) {
+                let mut tx = self.store.vault_batch_begin().await?;
+                let done = tx.purge_ids_sqlite(ids.to_vec(), now).await?;
+                if done.records == 0 {
+                    // Only records put on hold since the listing: nothing to audit.
+                    continue;
+                }
+                let audit = purge_audit(actor, &done, now, self.now().as_millisecond());
+                tx.append_audit(&audit, crate::audit::hasher).await?;
+                tx.commit().await?;
+                for (p, n) in done.per_purpose {
+                    *report.per_purpose.entry(p).or_default() += n;
+                }
+                report.records += done.records;
+                report.subjects_shredded += done.subjects_shredded;
+                report.batches += 1;
+                progress.update(report.records, total.max(report.records));
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        if report.records > 0 {
+            tracing::info!(
+                records = report.records,
+                subjects_shredded = report.subjects_shredded,
+                batches = report.batches,
+                "retention purge"
+            );
+            // Same as after an erasure: old page images of purged rows leave the WAL.
+            self.store.vault_flush_erased().await?;
+        }
+        progress.update(report.records, report.records);
+        Ok(report)
+    }
+}
+
+/// The audit entries of one purge batch: one per purpose with its count, and one for the
+/// subjects shredded (no subject commitment: a purge is not about one person).
+fn purge_audit(
+    actor: &Actor,
+    done: &tutela_store::PurgedBatch,
+    now: i64,
+    time_ms: i64,
+) -> Vec<NewAuditEntry> {
+    let mut audit: Vec<NewAuditEntry> = done
+        .per_purpose
+        .iter()
+        .map(|(purpose, n)| NewAuditEntry {
+            time_ms,
+            actor: actor.0.clone(),
+            action: "retention_purge".into(),
+            purpose: purpose.clone(),
+            subject_commitment: None,
+            details: json!({ "records": n, "deadline_before": now }).to_string(),
+        })
+        .collect();
+    if done.subjects_shredded > 0 {
+        audit.push(NewAuditEntry {
+            time_ms,
+            actor: actor.0.clone(),
+            action: "retention_shred".into(),
+            purpose: String::new(),
+            subject_commitment: None,
+            details: json!({ "subjects": done.subjects_shredded }).to_string(),
+        });
+    }
+    audit
 }

@@ -657,6 +657,121 @@ async fn sqlite_purge_lists_expired_ids_in_rounds_and_deletes_by_id() {
     assert_eq!(store.vault_counts().await.unwrap(), (1, 0, 1));
 }
 
+/// One SQLite purge batch, on the vault writer thread (`fast`) or through sqlx: expired records
+/// go except those on legal hold, including a hold placed after the ids were listed; counts are
+/// per purpose; a subject left without records is shredded (key, identifiers, events), one
+/// with records left is not.
+async fn purge_batch_scenario(fast: bool) -> tutela_store::PurgedBatch {
+    let t = crate::support::TestStore::sqlite().await;
+    let store = &t.store;
+    let mut tx = store.vault_begin().await.unwrap();
+    tx.insert_subjects(&[subject("a", "k"), subject("b", "k"), subject("c", "k")])
+        .await
+        .unwrap();
+    let ident = |ix: u8, s: &str| StoredIdentifier {
+        blind_index: vec![ix; 32],
+        subject_id: s.into(),
+        kind: "email".into(),
+        created_at: 100,
+    };
+    tx.insert_identifiers(&[ident(9, "a"), ident(8, "c"), ident(7, "c")])
+        .await
+        .unwrap();
+    tx.record_event("c", "support", "last_contact", 90, false)
+        .await
+        .unwrap();
+    let mut held = record("b", "support", "email", Some(40));
+    held.legal_hold = true;
+    let ids = tx
+        .insert_records(
+            &[
+                record("a", "support", "email", Some(50)),
+                record("a", "recruitment", "resume", Some(30)),
+                record("a", "support", "email", None),
+                held,
+                record("b", "support", "email", Some(50)),
+                record("b", "support", "email", Some(500)),
+                record("b", "support", "email", Some(60)),
+                record("c", "support", "email", Some(20)),
+                record("c", "support", "email", Some(70)),
+            ],
+            100,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (listed, cursor) = store.vault_expired_ids(100, None, 100).await.unwrap();
+    assert_eq!(cursor, None);
+    assert_eq!(listed.len(), 7, "held records are listed too");
+    // A hold placed after the listing wins.
+    let mut tx = store.vault_begin().await.unwrap();
+    let patch = RecordPatch {
+        legal_hold: Some(true),
+        ..RecordPatch::default()
+    };
+    assert!(tx.update_record("b", ids[6], &patch, 0).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let mut tx = if fast {
+        store.vault_batch_begin().await.unwrap()
+    } else {
+        store.vault_batch_begin_portable().await.unwrap()
+    };
+    assert_eq!(tx.is_pipelined(), fast);
+    let done = tx.purge_ids_sqlite(listed, 100).await.unwrap();
+    tx.append_audit(&[entry("purge")], fake_hash).await.unwrap();
+    tx.commit().await.unwrap();
+    // Left: a's record without deadline, b's two held records and its unexpired one.
+    assert_eq!(store.vault_counts().await.unwrap(), (2, 1, 4));
+    assert!(store.vault_subject("c").await.unwrap().is_none());
+    assert!(
+        store
+            .vault_subjects_by_index(&[vec![8; 32], vec![7; 32]])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .vault_events(&["c".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.vault_subjects_by_index(&[vec![9; 32]]).await.unwrap(),
+        vec![(vec![9; 32], "a".to_string())]
+    );
+    for id in [ids[2], ids[3], ids[5], ids[6]] {
+        let s = if id == ids[2] { "a" } else { "b" };
+        assert!(store.vault_record(s, id, 0).await.unwrap().is_some());
+    }
+    // Nothing left to delete: an empty batch.
+    let mut tx = if fast {
+        store.vault_batch_begin().await.unwrap()
+    } else {
+        store.vault_batch_begin_portable().await.unwrap()
+    };
+    let again = tx.purge_ids_sqlite(ids.clone(), 100).await.unwrap();
+    assert_eq!(again, tutela_store::PurgedBatch::default());
+    drop(tx);
+    assert_eq!(store.vault_counts().await.unwrap(), (2, 1, 4));
+    done
+}
+
+#[tokio::test]
+async fn sqlite_purge_batch_on_the_writer_thread_matches_the_sqlx_path() {
+    let fast = purge_batch_scenario(true).await;
+    let portable = purge_batch_scenario(false).await;
+    assert_eq!(fast, portable);
+    assert_eq!(fast.records, 5);
+    assert_eq!(fast.subjects_shredded, 1, "c only: a and b keep records");
+    assert_eq!(
+        fast.per_purpose.into_iter().collect::<Vec<_>>(),
+        vec![("recruitment".to_string(), 1), ("support".to_string(), 4)]
+    );
+}
+
 /// Writes one bulk batch (two subjects, identifiers, records over the chunk sizes, audit
 /// entries) through `tx`; returns the record ids and the audit sequence number reached.
 async fn write_bulk(mut tx: tutela_store::BatchTx, tag: &str) -> (Vec<i64>, i64) {
