@@ -127,6 +127,8 @@ pub struct Store {
     vault_worker: std::sync::Arc<std::sync::OnceLock<vault_batch::VaultWorker>>,
     /// Whether the analytics writer fsyncs every commit on SQLite (default: yes).
     analytics_full_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The sites' local hour, for visitor-days inserted after a crash (SQLite; default UTC).
+    analytics_hour: sqlite_fast::HourSlot,
 }
 
 /// The file name of the embedded database inside the data directory.
@@ -211,6 +213,7 @@ impl Store {
             fast: Default::default(),
             vault_worker: Default::default(),
             analytics_full_sync: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            analytics_hour: Default::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
