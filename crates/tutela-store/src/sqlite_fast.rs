@@ -391,7 +391,9 @@ impl FastWriter {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for c in chunks {
-                    ev.execute(params![next, c.site_id, c.day, c.events, c.visitors, c.data])?;
+                    ev.execute(params![
+                        next, c.site_id, c.day, c.events, c.visitors, c.data
+                    ])?;
                     next += 1;
                 }
             }
@@ -519,14 +521,20 @@ fn recover(conn: &mut Connection, hour: &LocalHour) -> FastResult<usize> {
                     }
                 }
                 Err(_) => {
-                    tracing::warn!(site, day, "analytics: undecodable chunk; its visitors counted in hour 0");
+                    tracing::warn!(
+                        site,
+                        day,
+                        "analytics: undecodable chunk; its visitors counted in hour 0"
+                    );
                 }
             }
             for v in visitors.chunks_exact(8) {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(v);
                 let visitor = i64::from_le_bytes(b);
-                let h = first.get(&visitor).map_or(0, |&ts| hour(site, ts).clamp(0, 23));
+                let h = first
+                    .get(&visitor)
+                    .map_or(0, |&ts| hour(site, ts).clamp(0, 23));
                 found.push((site, day, visitor, h));
             }
         }
@@ -640,7 +648,10 @@ mod tests {
         let mut seen = store.analytics_visitors_of_day(1, DAY).await.unwrap();
         seen.sort();
         assert_eq!(seen, [7, 8, 9]);
-        assert_eq!(store.analytics_unique_visitors(1, DAY, DAY).await.unwrap(), 3);
+        assert_eq!(
+            store.analytics_unique_visitors(1, DAY, DAY).await.unwrap(),
+            3
+        );
         assert_eq!(
             raw(&store, "SELECT chunk_id FROM analytics_visitor_watermark").await,
             raw(&store, "SELECT MAX(id) FROM analytics_event_chunks").await
@@ -649,7 +660,10 @@ mod tests {
         drop(store);
         let store = Store::open_sqlite(&path).await.unwrap();
         store.analytics_flush_visitor_days().await.unwrap();
-        assert_eq!(store.analytics_totals(1, DAY, DAY).await.unwrap().visitors, 3);
+        assert_eq!(
+            store.analytics_totals(1, DAY, DAY).await.unwrap().visitors,
+            3
+        );
     }
 
     /// The newest chunk erased (deleted whole) does not let the next chunk take an id at or below
@@ -672,12 +686,18 @@ mod tests {
         let mark = raw(&store, "SELECT chunk_id FROM analytics_visitor_watermark").await;
         assert_eq!(mark, 2);
         assert_eq!(store.analytics_erase_visitor(1, 2).await.unwrap(), 1);
-        assert_eq!(raw(&store, "SELECT MAX(id) FROM analytics_event_chunks").await, 1);
+        assert_eq!(
+            raw(&store, "SELECT MAX(id) FROM analytics_event_chunks").await,
+            1
+        );
         store
             .analytics_write_batch(&batch(&[(3, T10 + 120)]))
             .await
             .unwrap();
-        assert_eq!(raw(&store, "SELECT MAX(id) FROM analytics_event_chunks").await, 3);
+        assert_eq!(
+            raw(&store, "SELECT MAX(id) FROM analytics_event_chunks").await,
+            3
+        );
         drop(store);
         let store = Store::open_sqlite(&path).await.unwrap();
         let mut seen = store.analytics_visitors_of_day(1, DAY).await.unwrap();
