@@ -380,7 +380,7 @@ impl FastWriter {
             if !chunks.is_empty() {
                 // Chunk ids only grow, even when the newest chunks were deleted (erasure): a new
                 // chunk at or below the watermark would pass for one whose visitor-days are stored.
-                let mut next: i64 = tx
+                let first: i64 = tx
                     .prepare_cached(
                         "SELECT MAX(COALESCE((SELECT MAX(id) FROM analytics_event_chunks), 0), \
                          COALESCE((SELECT MAX(chunk_id) FROM analytics_visitor_watermark), 0)) + 1",
@@ -390,11 +390,8 @@ impl FastWriter {
                     "INSERT INTO analytics_event_chunks (id, site_id, day, events, visitors, data) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
-                for c in chunks {
-                    ev.execute(params![
-                        next, c.site_id, c.day, c.events, c.visitors, c.data
-                    ])?;
-                    next += 1;
+                for (id, c) in (first..).zip(chunks) {
+                    ev.execute(params![id, c.site_id, c.day, c.events, c.visitors, c.data])?;
                 }
             }
             let mut dims = tx.prepare_cached(
