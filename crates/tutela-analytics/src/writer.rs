@@ -80,6 +80,8 @@ pub(crate) struct State {
     sketches: Map<(i64, i64), (Vec<u8>, bool)>,
     node: String,
     last_sketch_write: Option<Instant>,
+    /// No batch built yet (the direct writer prepares the store before its first).
+    fresh: bool,
 }
 
 /// Sketches are written at most this often (they are rebuilt from the exact visitor-days when a
@@ -186,6 +188,7 @@ impl State {
             sketches: Map::default(),
             node: b.iter().map(|x| format!("{x:02x}")).collect(),
             last_sketch_write: None,
+            fresh: true,
         }
     }
 
@@ -253,10 +256,7 @@ impl State {
     }
 
     fn local(&self, site: i64, ts: i64) -> (i64, i64) {
-        let tz = self.tz.get(&site).cloned().unwrap_or(TimeZone::UTC);
-        let t = jiff::Timestamp::from_second(ts).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let dt = tz.to_datetime(t);
-        (day_number(dt.date()), i64::from(dt.hour()))
+        local_day_hour(&self.tz, site, ts)
     }
 
     /// [`State::local`] through a per-site cache of the current local hour: hits come in time
@@ -484,6 +484,24 @@ impl State {
     }
 }
 
+/// The site-local day number and hour of a unix time (UTC for an unknown site).
+fn local_day_hour(tz: &HashMap<i64, TimeZone>, site: i64, ts: i64) -> (i64, i64) {
+    let tz = tz.get(&site).cloned().unwrap_or(TimeZone::UTC);
+    let t = jiff::Timestamp::from_second(ts).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let dt = tz.to_datetime(t);
+    (day_number(dt.date()), i64::from(dt.hour()))
+}
+
+/// Tells the store the sites' local hours (for visitor-days it inserts after a crash), then has
+/// it insert those a previous run left behind.
+async fn prepare_store(store: &Store, tz: &HashMap<i64, TimeZone>) {
+    let tz = tz.clone();
+    store.set_analytics_local_hour(Arc::new(move |site, ts| local_day_hour(&tz, site, ts).1));
+    if let Err(e) = store.analytics_flush_visitor_days().await {
+        tracing::warn!(error = %e, "could not insert the visitor-days of the last run");
+    }
+}
+
 /// Builds the batch for a set of hits (time-ordered).
 pub(crate) async fn build_batch(
     state: &mut State,
@@ -558,6 +576,7 @@ pub(crate) async fn run(
     max_batch: usize,
     linger: std::time::Duration,
 ) {
+    prepare_store(&store, &tz).await;
     let mut state = State::new(tz);
     let mut in_flight: Option<InFlight> = None;
     loop {
@@ -574,7 +593,11 @@ pub(crate) async fn run(
                 Ok(Some(job)) => job,
                 Ok(None) => break,
                 Err(_) => {
-                    // Idle: write the sketches that changed since the last write.
+                    // Idle: insert the visitor-days waiting in the SQLite writer's memory, and
+                    // write the sketches that changed since the last write.
+                    if let Err(e) = store.analytics_flush_visitor_days().await {
+                        tracing::warn!(error = %e, "could not insert the waiting visitor-days");
+                    }
                     let sketches = state.take_sketches(true);
                     if !sketches.is_empty() {
                         let batch = AnalyticsBatch {
@@ -672,6 +695,9 @@ pub(crate) async fn run(
             tracing::warn!(error = %e, "could not write the last unique-visitor sketches");
         }
     }
+    if let Err(e) = store.analytics_flush_visitor_days().await {
+        tracing::warn!(error = %e, "could not insert the last visitor-days");
+    }
     tracing::debug!("analytics writer stopped");
 }
 
@@ -691,16 +717,22 @@ impl DirectWriter {
     }
 
     pub async fn write(&mut self, hits: Vec<MinHit>) -> Result<(), tutela_store::StoreError> {
+        if self.state.fresh {
+            self.state.fresh = false;
+            prepare_store(&self.store, &self.state.tz).await;
+        }
         let batch = build_batch(&mut self.state, &self.store, hits, false).await?;
-        self.store.analytics_write_batch(&batch).await
+        self.store.analytics_write_batch_owned(batch).await
     }
 
-    /// Writes what is still only in memory (the unique-visitor sketches).
+    /// Writes what is still only in memory (the unique-visitor sketches, and on SQLite the
+    /// visitor-days waiting in the store's writer).
     pub async fn finish(&mut self) -> Result<(), tutela_store::StoreError> {
         let batch = AnalyticsBatch {
             sketches: self.state.take_sketches(true),
             ..AnalyticsBatch::default()
         };
-        self.store.analytics_write_batch(&batch).await
+        self.store.analytics_write_batch(&batch).await?;
+        self.store.analytics_flush_visitor_days().await
     }
 }

@@ -131,6 +131,8 @@ pub struct Store {
     pg: Option<sqlx::PgPool>,
     /// Whether the analytics writer fsyncs every commit on SQLite (default: yes).
     analytics_full_sync: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The sites' local hour, for visitor-days inserted after a crash (SQLite; default UTC).
+    analytics_hour: sqlite_fast::HourSlot,
 }
 
 /// The file name of the embedded database inside the data directory.
@@ -230,6 +232,7 @@ impl Store {
             fast: Default::default(),
             vault_worker: Default::default(),
             analytics_full_sync: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            analytics_hour: Default::default(),
         };
         migrate::run(&store).await?;
         Ok(store)

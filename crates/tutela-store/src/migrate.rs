@@ -36,6 +36,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     8 "0008_rights_more",
     10 "0010_analytics_chunks",
     11 "0011_analytics_visitor_days_pk_only",
+    13 "0013_analytics_visitor_watermark",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
