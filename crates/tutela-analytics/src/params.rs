@@ -833,7 +833,8 @@ mod tests {
             proptest::prop_assert_eq!(b.requests.len(), queries.len());
             for (q, h) in queries.iter().zip(&b.requests) {
                 let q = q.split_once('?').map_or(q.as_str(), |(_, q)| q);
-                proptest::prop_assert_eq!(h.hit().as_deref(), Some(&RawHit::from_query(q)));
+                let hit = h.hit();
+                proptest::prop_assert_eq!(hit.as_deref(), Some(&RawHit::from_query(q)));
             }
         }
     }
