@@ -57,11 +57,16 @@ impl Site {
             let h = h.trim_start_matches('[').trim_end_matches(']');
             match h.strip_prefix("*.") {
                 Some(domain) => {
+                    // The domain itself, or a name that ends with `.domain` (no allocation:
+                    // this runs for every hit).
                     host.eq_ignore_ascii_case(domain)
-                        || (host.len() > domain.len()
-                            && host
-                                .to_ascii_lowercase()
-                                .ends_with(&format!(".{}", domain.to_ascii_lowercase())))
+                        || host
+                            .len()
+                            .checked_sub(domain.len() + 1)
+                            .and_then(|dot| host.get(dot..))
+                            .is_some_and(|tail| {
+                                tail.starts_with('.') && tail[1..].eq_ignore_ascii_case(domain)
+                            })
                 }
                 None => host.eq_ignore_ascii_case(h),
             }
@@ -336,6 +341,7 @@ mod tests {
         assert!(s[0].allows_host("example.com") && s[0].allows_host("www.example.com"));
         assert!(!s[0].allows_host("badexample.com") && !s[0].allows_host("evil.test"));
         assert!(s[0].allows_host("SHOP.test"));
+        assert!(s[0].allows_host("a.B.Example.COM") && !s[0].allows_host(".example.com.x"));
         let bad_tz = SiteConfig {
             id: 1,
             name: "x".into(),

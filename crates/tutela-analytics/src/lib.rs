@@ -120,6 +120,22 @@ pub struct Client<'a> {
     pub opted_out: bool,
 }
 
+/// What the hits of one request share, worked out for its first hit and reused for the others
+/// (a bulk request carries up to 1,000 hits from one client at one moment): the client's
+/// user-agent summary, the half address as text, the current salts, whether anyone opted out.
+/// Lives only as long as the request; holds nothing of the full address or the raw user agent.
+#[derive(Default)]
+pub struct PrepareCache {
+    /// The summary of the request's own `User-Agent` header (hits without `ua` and `uadata`).
+    client_ua: Option<Arc<DeviceSummary>>,
+    /// The last half address and its text.
+    half_ip: Option<(IpAddr, String)>,
+    /// Salts used so far: `(site, kind, period start, key)`.
+    salts: Vec<(i64, &'static str, i64, Arc<pseudonym::PseudonymKey>)>,
+    /// Whether the opt-out list was empty when the first hit looked.
+    no_optouts: Option<bool>,
+}
+
 /// The queue refused or the writer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -261,6 +277,21 @@ impl Analytics {
         trusted: bool,
         now: jiff::Timestamp,
     ) -> Result<Prepared, Reject> {
+        self.prepare_with(&mut PrepareCache::default(), raw, client, trusted, now)
+            .await
+    }
+
+    /// [`Analytics::prepare`] for one of several hits of the same request (same `client`, same
+    /// `now`): what they share is computed once, in `cache`. Gives exactly the hit `prepare`
+    /// gives.
+    pub async fn prepare_with(
+        &self,
+        cache: &mut PrepareCache,
+        raw: &RawHit<'_>,
+        client: &Client<'_>,
+        trusted: bool,
+        now: jiff::Timestamp,
+    ) -> Result<Prepared, Reject> {
         let policy = self.policy.as_ref().ok_or(Reject::NoPurpose)?;
         let site = raw
             .idsite
@@ -301,15 +332,29 @@ impl Analytics {
             .visitor_id
             .as_deref()
             .filter(|id| pseudonym::is_visitor_id(id))
-            && self
-                .visitor_opted_out(site.id, id, now.as_second())
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot read the analytics opt-outs");
-                    Reject::NoPurpose
-                })?
         {
-            return Ok(Prepared::Skip(Skip::OptedOut));
+            let none = match cache.no_optouts {
+                Some(none) => none,
+                None => {
+                    let none = self.no_optouts(now.as_second()).await.map_err(|e| {
+                        tracing::error!(error = %e, "cannot read the analytics opt-outs");
+                        Reject::NoPurpose
+                    })?;
+                    cache.no_optouts = Some(none);
+                    none
+                }
+            };
+            if !none
+                && self
+                    .visitor_opted_out(site.id, id, now.as_second())
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot read the analytics opt-outs");
+                        Reject::NoPurpose
+                    })?
+            {
+                return Ok(Prepared::Skip(Skip::OptedOut));
+            }
         }
 
         // The address: the trusted override or the connection's, halved before anything else.
@@ -322,8 +367,16 @@ impl Analytics {
         let half = ip::ip_half(full_ip);
 
         let ua_string = raw.ua.as_deref().or(client.user_agent).unwrap_or("");
-        let hints = raw.uadata.as_deref().and_then(ua::ClientHints::parse);
-        let summary = self.ua.summarise(ua_string, hints.as_ref());
+        let summary = if raw.ua.is_none() && raw.uadata.is_none() {
+            // The request's own user agent, the same for all its hits.
+            cache
+                .client_ua
+                .get_or_insert_with(|| self.ua.summarise(ua_string, None))
+                .clone()
+        } else {
+            let hints = raw.uadata.as_deref().and_then(ua::ClientHints::parse);
+            self.ua.summarise(ua_string, hints.as_ref())
+        };
         if summary.device == DeviceType::Bot && !raw.bots {
             return Ok(Prepared::Skip(Skip::Bot));
         }
@@ -335,26 +388,31 @@ impl Analytics {
             getrandom::fill(&mut b).map_err(|_| Reject::NoPurpose)?;
             i64::from_be_bytes(b)
         } else if let Some(uid) = raw.uid.as_deref().filter(|_| !self.settings.cookieless) {
-            let key = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
+            let key = self
+                .cached_salt(cache, site.id, SALT_VISITOR, now.as_second())
+                .await?;
             key.pseudonym(site.id, pseudonym::Source::UserId, &[uid.as_bytes()])
         } else if let Some(id) = raw
             .visitor_id
             .as_deref()
             .filter(|id| pseudonym::is_visitor_id(id) && !self.settings.cookieless)
         {
-            let key = self.salt(site.id, SALT_VISITOR, now.as_second()).await?;
+            let key = self
+                .cached_salt(cache, site.id, SALT_VISITOR, now.as_second())
+                .await?;
             key.pseudonym(
                 site.id,
                 pseudonym::Source::Cookie,
                 &[&*visitor_id_lower(id)],
             )
         } else {
-            let key = self.salt(site.id, SALT_DAILY, now.as_second()).await?;
-            let half_text = half.to_string();
+            let key = self
+                .cached_salt(cache, site.id, SALT_DAILY, now.as_second())
+                .await?;
             key.pseudonym(
                 site.id,
                 pseudonym::Source::Cookieless,
-                &[half_text.as_bytes(), ua_string.as_bytes()],
+                &[half_text(cache, half).as_bytes(), ua_string.as_bytes()],
             )
         };
 
@@ -405,7 +463,7 @@ impl Analytics {
                 .as_deref()
                 .filter(|_| policy.keep_referrer)
                 .and_then(|r| url::without_query(r, &[])),
-            ip_prefix: policy.keep_ip.then(|| half.to_string()),
+            ip_prefix: policy.keep_ip.then(|| half_text(cache, half).to_string()),
             resolution: raw.resolution().filter(|_| policy.keep_device),
             device,
         })))
@@ -443,6 +501,27 @@ impl Analytics {
             Ok(Err(e)) => Err(IngestError::Store(e)),
             Err(_) => Err(IngestError::Closed),
         }
+    }
+
+    /// [`Analytics::salt`] through the request's cache.
+    async fn cached_salt(
+        &self,
+        cache: &mut PrepareCache,
+        site_id: i64,
+        kind: &'static str,
+        now: i64,
+    ) -> Result<Arc<pseudonym::PseudonymKey>, Reject> {
+        let period = self.period_start(kind, now);
+        if let Some((.., key)) = cache
+            .salts
+            .iter()
+            .find(|(s, k, p, _)| *s == site_id && *k == kind && *p == period)
+        {
+            return Ok(key.clone());
+        }
+        let key = self.salt(site_id, kind, now).await?;
+        cache.salts.push((site_id, kind, period, key.clone()));
+        Ok(key)
     }
 
     /// The current salt of `(site, kind)`, created (random) when its period starts; the salts of
@@ -687,6 +766,13 @@ impl Analytics {
         Ok(())
     }
 
+    /// Whether no visitor has objected or withdrawn consent through a rights request (the list
+    /// reloaded first when it is stale).
+    async fn no_optouts(&self, now: i64) -> Result<bool, Error> {
+        self.refresh_optouts(now).await?;
+        Ok(self.optouts.read().expect("optout lock").keys.is_empty())
+    }
+
     /// Whether the visitor whose tracker id is `visitor_id` objected or withdrew consent
     /// through a rights request.
     pub async fn visitor_opted_out(
@@ -731,6 +817,14 @@ impl Analytics {
             .insert((site_id, key));
         Ok(true)
     }
+}
+
+/// The text of a half address (`192.168.0.0`), formatted once per request and address.
+fn half_text(cache: &mut PrepareCache, half: IpAddr) -> &str {
+    if cache.half_ip.as_ref().is_none_or(|(ip, _)| *ip != half) {
+        cache.half_ip = Some((half, half.to_string()));
+    }
+    cache.half_ip.as_ref().map_or("", |(_, t)| t.as_str())
 }
 
 /// `id` in ASCII lower case: on the stack for ids of up to 16 bytes (a tracker's visitor id),

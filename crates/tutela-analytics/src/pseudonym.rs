@@ -39,9 +39,27 @@ pub fn pseudonym(salt: &[u8], site_id: i64, source: Source, input: &[&[u8]]) -> 
 
 /// A salt ready for [`pseudonym`]: HMAC's keyed state (inner and outer pads already hashed), so
 /// that each pseudonym costs two SHA-256 compressions instead of four. Kept only as long as its
-/// salt (it is as secret as the salt: it is dropped with it).
+/// salt (it is as secret as the salt: it is dropped with it) and wiped when dropped: the SHA-256
+/// states and the block buffer inside zeroize themselves on drop (the `zeroize` features of
+/// `sha2` and `hmac`, checked at compile time below), and so does every per-hit copy of the
+/// state that [`PseudonymKey::pseudonym`] makes.
 #[derive(Clone)]
 pub struct PseudonymKey(Hmac<Sha256>);
+
+// Compile-time proof that the parts of the keyed state wipe themselves: without the `zeroize`
+// features these trait bounds fail to hold and the crate does not build.
+const _: () = {
+    fn wiped<T: zeroize::ZeroizeOnDrop>() {}
+    #[allow(dead_code)]
+    fn parts() {
+        wiped::<<Sha256 as hmac::digest::block_api::EagerHash>::Core>();
+        wiped::<
+            hmac::digest::block_api::Buffer<<Sha256 as hmac::digest::block_api::EagerHash>::Core>,
+        >();
+    }
+};
+
+impl zeroize::ZeroizeOnDrop for PseudonymKey {}
 
 impl std::fmt::Debug for PseudonymKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +68,7 @@ impl std::fmt::Debug for PseudonymKey {
 }
 
 impl PseudonymKey {
+    /// The keyed state of `salt` (the caller wipes `salt` itself).
     pub fn new(salt: &[u8]) -> Self {
         PseudonymKey(
             <Hmac<Sha256> as KeyInit>::new_from_slice(salt).expect("HMAC takes any key length"),
@@ -86,6 +105,28 @@ pub fn is_visitor_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The memory that held a keyed state holds only zeros once it is dropped.
+    #[test]
+    fn keyed_state_is_wiped_on_drop() {
+        use std::mem::{MaybeUninit, size_of};
+        let bytes = |p: *const PseudonymKey| -> Vec<u8> {
+            (0..size_of::<PseudonymKey>())
+                // SAFETY: reads within the slot, which stays allocated (its bytes were all
+                // written: by the key's construction and use, then by its wiping drop).
+                .map(|i| unsafe { std::ptr::read_volatile(p.cast::<u8>().add(i)) })
+                .collect()
+        };
+        let mut slot = MaybeUninit::<PseudonymKey>::uninit();
+        let key = slot.write(PseudonymKey::new(&[7; 32]));
+        assert_ne!(key.pseudonym(1, Source::Cookie, &[b"abcdef0123456789"]), 0);
+        let before = bytes(slot.as_ptr());
+        assert!(before.iter().filter(|b| **b != 0).count() >= 32);
+        // SAFETY: initialised above, dropped once, not used afterwards.
+        unsafe { slot.assume_init_drop() };
+        let after = bytes(slot.as_ptr());
+        assert!(after.iter().all(|b| *b == 0), "left after drop: {after:?}");
+    }
 
     #[test]
     fn keyed_per_salt_site_and_source() {

@@ -293,16 +293,18 @@ fn put_3digits(out: &mut [u8], n: u64) {
 /// the visitor id sit in it.
 const HIT_QUERY: &str = "idsite=1&rec=1&url=http%3A%2F%2Flocalhost%2Fpage-000&action_name=Page&_id=0000000000000000&res=1920x1080&send_image=0";
 
-fn hit_offsets() -> (usize, usize) {
+/// Where the page number and the visitor id sit in `HIT_QUERY` (searched once, not for every
+/// hit of every request: the load generator shares the server's 2 cores).
+static HIT_OFFSETS: std::sync::LazyLock<(usize, usize)> = std::sync::LazyLock::new(|| {
     let page = HIT_QUERY.find("page-").expect("template") + 5;
     let id = HIT_QUERY.find("_id=").expect("template") + 4;
     (page, id)
-}
+});
 
 /// Patches hit `i` of connection `c` into a copy of `HIT_QUERY` at `q`: a new visitor every 4
 /// hits (so visits of 4 page views), 500 pages.
 fn patch_hit(q: &mut [u8], c: usize, i: u64) {
-    let (page, id) = hit_offsets();
+    let (page, id) = *HIT_OFFSETS;
     put_3digits(&mut q[page..page + 3], (i * 7 + c as u64) % 500);
     put_hex16(&mut q[id..id + 16], (c as u64) * 1_000_003 + i / 4);
 }

@@ -193,24 +193,6 @@ impl AnalyticsGate {
         );
         granted
     }
-
-    /// The answer for each request of a bulk body, in order (all true when consent is not
-    /// needed): `ids` are the requests' consent ids (`RawHit::consent_id`; None for a request
-    /// without one or a malformed request).
-    pub async fn allows_bulk<'a>(
-        &self,
-        store: &Store,
-        ids: impl ExactSizeIterator<Item = Option<&'a str>>,
-    ) -> Vec<bool> {
-        if !self.required {
-            return vec![true; ids.len()];
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.allows(store, id).await);
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -232,12 +214,18 @@ mod tests {
             r#"{{"requests": ["?idsite=1&tutela_consent={id}", "?idsite=1", {{"idsite": "1", "tutela_consent": "{id}"}}, 3]}}"#
         );
         let bulk = tutela_analytics::params::parse_bulk(body.as_bytes()).unwrap();
-        let ids: Vec<Option<&str>> = bulk
+        let ids: Vec<Option<String>> = bulk
             .requests
             .iter()
-            .map(|r| r.as_ref().and_then(|h| h.consent_id.as_deref()))
+            .map(|r| {
+                r.hit()
+                    .and_then(|h| h.consent_id.as_deref().map(str::to_string))
+            })
             .collect();
-        assert_eq!(ids, vec![Some(id), None, Some(id), None]);
+        assert_eq!(
+            ids,
+            [Some(id), None, Some(id), None].map(|i| i.map(str::to_string))
+        );
         // Upper-case hex is the same consent id.
         assert_eq!(parse_id(&id.to_ascii_uppercase()), parse_id(id));
     }

@@ -1,9 +1,11 @@
 //! Cross-cutting middleware: security headers, request logging and metrics.
 
+use std::collections::HashSet;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -37,35 +39,95 @@ pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// The method as a metric label: the standard ones, anything else `OTHER` (a client can send
+/// any token as a method; the label set stays bounded).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// A route template as a `'static` label: each template of the router is copied once (a fixed,
+/// small set), then found by lookup — no allocation per request.
+fn route_label(route: &str) -> &'static str {
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(r) = routes.read().expect("route labels").get(route) {
+        return r;
+    }
+    let mut w = routes.write().expect("route labels");
+    if let Some(r) = w.get(route) {
+        return r;
+    }
+    let r: &'static str = Box::leak(route.to_string().into_boxed_str());
+    w.insert(r);
+    r
+}
+
+/// The status code as a label, from a table made once.
+fn status_label(status: StatusCode) -> &'static str {
+    static CODES: OnceLock<Box<[String]>> = OnceLock::new();
+    let codes = CODES.get_or_init(|| (0..1000u16).map(|c| c.to_string()).collect());
+    codes
+        .get(usize::from(status.as_u16()))
+        .map_or("other", String::as_str)
+}
+
 /// Logs one line per request and records metrics. Logged: method, route *template* (never the
 /// concrete path or query string, which may carry identifiers), status and duration. Never the
-/// client address, user agent, cookies or bodies.
+/// client address, user agent, cookies or bodies. The metric labels are `'static` strings: no
+/// allocation for them per request.
 pub(crate) async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map_or("unmatched", |p| route_label(p.as_str()));
     let res = next.run(req).await;
     let elapsed = start.elapsed();
-    let status = res.status().as_u16();
+    let status = res.status();
     tracing::info!(
         target: "tutela::http",
         method = %method,
         route = %route,
-        status,
+        status = status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
     let labels = [
-        ("method", method.as_str().to_string()),
+        ("method", method),
         ("route", route),
-        ("status", status.to_string()),
+        ("status", status_label(status)),
     ];
     metrics::counter!("tutela_http_requests_total", &labels).increment(1);
     metrics::histogram!("tutela_http_request_duration_seconds", &labels[..2])
         .record(elapsed.as_secs_f64());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded_and_interned() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
+        let a = route_label("/matomo.php");
+        let b = route_label(&String::from("/matomo.php"));
+        assert_eq!(a, "/matomo.php");
+        assert!(std::ptr::eq(a, b), "one copy per template");
+        assert_eq!(status_label(StatusCode::NO_CONTENT), "204");
+        assert_eq!(status_label(StatusCode::from_u16(999).unwrap()), "999");
+    }
 }

@@ -1341,3 +1341,89 @@ async fn under_legitimate_interest_hits_need_no_consent_id() {
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 1);
 }
+
+/// The hits of a bulk request share one `PrepareCache` (client user agent, half address,
+/// salts, opt-out check): every hit comes out exactly as `prepare` alone makes it, whatever
+/// mix of sites, visitor ids, user ids, own user agents, client hints, overrides, bots and
+/// opted-out visitors follows in the same request.
+#[tokio::test]
+async fn prepare_with_a_shared_cache_gives_the_hits_prepare_gives() {
+    let t = app().await;
+    let analytics = &t.state.analytics.analytics;
+    let now = jiff::Timestamp::now();
+    assert!(
+        analytics
+            .opt_out_visitor(1, "00000000000000ff", now.as_second())
+            .await
+            .unwrap()
+    );
+    let uadata = enc(
+        r#"{"fullVersionList":[{"brand":"Microsoft Edge","version":"120.0.2210.77"}],"mobile":false,"platform":"Windows","platformVersion":"15.0.0"}"#,
+    );
+    let queries = [
+        "idsite=1&rec=1&url=http%3A%2F%2Fwww.example.com%2Fa%3Fq%3D1&action_name=A&_id=0123456789abcdef&res=1920x1080".to_string(),
+        "idsite=1&rec=1&url=http%3A%2F%2Fwww.example.com%2Fb&_id=0123456789ABCDEF".to_string(),
+        "idsite=1&rec=1&url=http%3A%2F%2Fwww.example.com%2Fc".to_string(),
+        "idsite=2&rec=1&url=http%3A%2F%2Fshop.test%2Fd&uid=alice&res=390x844".to_string(),
+        format!("idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fe&ua={}", enc(IPHONE)),
+        format!("idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Ff&uadata={uadata}"),
+        "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fg&_id=00000000000000ff".to_string(),
+        "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fh&cip=198.51.100.7".to_string(),
+        "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fi&e_c=Video&e_a=Play&e_v=2".to_string(),
+        "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fj&ua=Googlebot%2F2.1".to_string(),
+        "idsite=9&rec=1&url=http%3A%2F%2Fexample.com%2Fk".to_string(),
+        "idsite=1&url=http%3A%2F%2Fexample.com%2Fl".to_string(),
+        "idsite=1&rec=1&url=http%3A%2F%2Fwww.example.com%2Fm&action_name=M".to_string(),
+    ];
+    let client = tutela_analytics::Client {
+        ip: "203.0.113.77".parse().unwrap(),
+        user_agent: Some(CHROME),
+        dnt: false,
+        gpc: false,
+        opted_out: false,
+    };
+    for trusted in [false, true] {
+        let mut cache = tutela_analytics::PrepareCache::default();
+        for q in &queries {
+            let raw = tutela_analytics::RawHit::from_query(q);
+            let alone = analytics.prepare(&raw, &client, trusted, now).await;
+            let shared = analytics
+                .prepare_with(&mut cache, &raw, &client, trusted, now)
+                .await;
+            assert_eq!(format!("{shared:?}"), format!("{alone:?}"), "{q}");
+        }
+    }
+    // And the mix covered what it should: tracked hits, an opted-out visitor, a bot, an
+    // unknown site, a hit without rec.
+    let mut cache = tutela_analytics::PrepareCache::default();
+    let mut kinds = Vec::new();
+    for q in &queries {
+        let raw = tutela_analytics::RawHit::from_query(q);
+        let p = analytics
+            .prepare_with(&mut cache, &raw, &client, false, now)
+            .await;
+        kinds.push(match p {
+            Ok(tutela_analytics::Prepared::Track(_)) => "track".to_string(),
+            Ok(tutela_analytics::Prepared::Skip(s)) => s.as_str().to_string(),
+            Err(e) => format!("{e:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "track",
+            "track",
+            "track",
+            "track",
+            "track",
+            "track",
+            "opted_out",
+            "TokenRequired",
+            "track",
+            "bot",
+            "UnknownSite",
+            "not_recorded",
+            "track"
+        ]
+    );
+}

@@ -221,28 +221,32 @@ async fn handle(
             Ok(t) => t,
             Err(r) => return r,
         };
-        let consent = state
-            .consent
-            .gate
-            .allows_bulk(
-                &state.store,
-                bulk.requests
-                    .iter()
-                    .map(|r| r.as_ref().and_then(|h| h.consent_id.as_deref())),
-            )
-            .await;
+        let gate = &state.consent.gate;
         let mut no_consent = 0usize;
         let mut hits = Vec::with_capacity(bulk.requests.len());
         let mut invalid = Vec::new();
         let mut skipped = 0usize;
-        for (i, raw) in bulk.requests.iter().enumerate() {
-            let Some(raw) = raw else {
+        // One client, one moment: what the entries share is worked out once.
+        let mut cache = tutela_analytics::PrepareCache::default();
+        for (i, entry) in bulk.requests.iter().enumerate() {
+            // Each entry is read into a hit only now, and dropped before the next one.
+            let Some(raw) = entry.hit() else {
                 invalid.push(i);
                 continue;
             };
-            match analytics.prepare(raw, &client, trusted, now).await {
-                Ok(Prepared::Track(_)) if !consent[i] => no_consent += 1,
-                Ok(Prepared::Track(h)) => hits.push(*h),
+            match analytics
+                .prepare_with(&mut cache, &raw, &client, trusted, now)
+                .await
+            {
+                Ok(Prepared::Track(h)) => {
+                    if !gate.required()
+                        || gate.allows(&state.store, raw.consent_id.as_deref()).await
+                    {
+                        hits.push(*h);
+                    } else {
+                        no_consent += 1;
+                    }
+                }
                 Ok(Prepared::Skip(s)) => {
                     skipped += 1;
                     metrics::counter!("tutela_analytics_hits_total", "outcome" => s.as_str())
