@@ -24,7 +24,12 @@ use crate::{Job, MinHit, day_number};
 
 /// Inactivity that ends a visit (Matomo's default).
 pub const VISIT_TIMEOUT_SECS: i64 = 30 * 60;
-const MAX_OPEN_VISITS: usize = 1_000_000;
+/// Open visits kept in memory at most. The table is allocated for this many up front (its
+/// pages become resident as they are used) and never grows: with a 16-byte key and a 48-byte
+/// visit, 2^20 slots are 64 MiB. Growing instead would briefly hold the old and the new table
+/// (the bulk benchmark peaked at 283 MiB that way, over the 200 MB budget).
+const MAX_OPEN_VISITS: usize = 800_000;
+
 /// The batch size that ends the wait for more hits before a commit.
 const LINGER_UNTIL: usize = 256;
 const MAX_INTERNED_URLS: usize = 100_000;
@@ -72,6 +77,8 @@ pub(crate) struct State {
     tz: HashMap<i64, TimeZone>,
     hours: Vec<HourCache>,
     visits: Map<(i64, i64), Visit>,
+    /// [`MAX_OPEN_VISITS`], smaller in tests.
+    max_open: usize,
     /// The pages that are some open visit's exit page, stored once (bounded: cleared when
     /// larger than [`MAX_INTERNED_URLS`]; visits keep their own reference).
     urls: Set<Arc<str>>,
@@ -182,7 +189,8 @@ impl State {
         State {
             tz,
             hours: Vec::new(),
-            visits: Map::default(),
+            visits: Map::with_capacity_and_hasher(MAX_OPEN_VISITS, Default::default()),
+            max_open: MAX_OPEN_VISITS,
             urls: Set::default(),
             last_sweep: 0,
             sketches: Map::default(),
@@ -313,19 +321,59 @@ impl State {
         u
     }
 
+    /// Ends the visits idle for longer than the timeout (at most once a minute).
     fn sweep(&mut self, now: i64) {
-        if now - self.last_sweep < 60 && self.visits.len() < MAX_OPEN_VISITS {
+        if now - self.last_sweep < 60 {
             return;
         }
         self.last_sweep = now;
         self.visits
             .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS);
-        if self.visits.len() >= MAX_OPEN_VISITS {
-            // Far more open visits than expected: keep memory bounded, at the cost of splitting
-            // the oldest open visits.
-            self.visits
-                .retain(|_, v| now - v.last <= VISIT_TIMEOUT_SECS / 6);
+    }
+
+    /// Called when the table is full: keeps the most recently active three quarters of
+    /// `max_open` visits and ends the others (a later hit of one of them starts a new visit).
+    /// Two passes over the table: a histogram of idle seconds gives the cut, then one
+    /// `retain`; ties at the cut are kept first come, so the result is exact even when every
+    /// visit was active in the same second (a flood of new visitors).
+    fn evict(&mut self, now: i64) {
+        let keep = self.max_open / 4 * 3;
+        let idle = |v: &Visit| usize::try_from((now - v.last).max(0)).unwrap_or(usize::MAX);
+        let mut histogram = vec![0usize; VISIT_TIMEOUT_SECS as usize + 1];
+        for v in self.visits.values() {
+            if let Some(n) = histogram.get_mut(idle(v)) {
+                *n += 1;
+            }
         }
+        // The cut: visits idle for less than `cut` seconds are all kept, `budget` of those
+        // idle for exactly `cut` seconds too, none idle for longer.
+        let (mut cut, mut below) = (histogram.len(), 0usize);
+        for (secs, n) in histogram.iter().enumerate() {
+            if below + n > keep {
+                cut = secs;
+                break;
+            }
+            below += n;
+        }
+        let mut budget = keep - below;
+        let before = self.visits.len();
+        self.visits.retain(|_, v| {
+            let i = idle(v);
+            if i < cut {
+                true
+            } else if i == cut && budget > 0 {
+                budget -= 1;
+                true
+            } else {
+                false
+            }
+        });
+        metrics::counter!("tutela_analytics_visits_evicted_total")
+            .increment((before - self.visits.len()) as u64);
+        tracing::warn!(
+            open_visits = self.visits.len(),
+            "the open-visit table was full: the least recently active visits were ended early"
+        );
     }
 
     fn add(&mut self, acc: &mut Acc, h: MinHit) {
@@ -348,6 +396,9 @@ impl State {
             .get(&key)
             .is_some_and(|v| !h.new_visit && h.ts - v.last <= VISIT_TIMEOUT_SECS);
         if !open {
+            if self.visits.len() >= self.max_open && !self.visits.contains_key(&key) {
+                self.evict(h.ts);
+            }
             self.visits.insert(
                 key,
                 Visit {
@@ -734,5 +785,64 @@ impl DirectWriter {
         };
         self.store.analytics_write_batch(&batch).await?;
         self.store.analytics_flush_visitor_days().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(visitor: i64, ts: i64) -> MinHit {
+        MinHit {
+            site_id: 1,
+            ts,
+            visitor,
+            new_visit: false,
+            ping: false,
+            kind: 0,
+            url: Some("https://example.org/".into()),
+            title: None,
+            ev_category: None,
+            ev_action: None,
+            ev_name: None,
+            ev_value: None,
+            referrer: None,
+            ip_prefix: None,
+            device: None,
+            resolution: None,
+        }
+    }
+
+    #[test]
+    fn the_open_visit_table_never_grows_past_its_bound() {
+        let mut state = State::new(HashMap::new());
+        assert!(state.visits.capacity() >= MAX_OPEN_VISITS);
+        state.max_open = 40;
+        let mut acc = Acc::default();
+        // Visitors 0..40 fill the table, visitor v active at second 1000 + v.
+        for v in 0..40 {
+            state.add(&mut acc, hit(v, 1_000 + v));
+        }
+        assert_eq!(state.visits.len(), 40);
+        // A new visitor: the 30 most recently active stay, plus the newcomer.
+        state.add(&mut acc, hit(1_000, 1_100));
+        assert_eq!(state.visits.len(), 31);
+        for v in 0..10 {
+            assert!(!state.visits.contains_key(&(1, v)), "visitor {v} kept");
+        }
+        for v in 10..40 {
+            assert!(state.visits.contains_key(&(1, v)), "visitor {v} ended");
+        }
+        // A flood: hundreds of new visitors in one second never overfill the table.
+        for v in 2_000..2_500 {
+            state.add(&mut acc, hit(v, 1_200));
+            assert!(state.visits.len() <= 40);
+        }
+        // An ended visit's visitor starts a new visit (counted), the table stays bounded.
+        let (day, hour) = state.local_cached(1, 1_201);
+        let visits_before = acc.hour(1, day, hour).visits;
+        state.add(&mut acc, hit(0, 1_201));
+        assert_eq!(acc.hour(1, day, hour).visits, visits_before + 1);
+        assert!(state.visits.len() <= 40);
     }
 }
