@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 
 use crate::vault::{Events, NewRecord, PurgedBatch, StoredIdentifier, StoredSubject, VaultTx};
 use crate::{Engine, NewAuditEntry, Result, Store, StoreError};
@@ -278,28 +278,17 @@ impl std::fmt::Debug for VaultWorker {
 
 impl VaultWorker {
     fn open(path: &Path) -> rusqlite::Result<Self> {
-        let conn = Connection::open_with_flags(
+        use crate::sqlite_conn::{Synchronous, open};
+        // FULL sync, so an acknowledged write survives a power cut; a 32 MiB page cache.
+        let conn = open(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // The same settings as the pool's connections (see `Store::connect`): FULL sync, so an
-        // acknowledged write survives a power cut; secure_delete; a 32 MiB page cache.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA cache_size = -32768; \
-             PRAGMA mmap_size = 268435456;",
+            Synchronous::Full,
+            "PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;",
         )?;
         conn.set_prepared_statement_cache_capacity(16);
         // Replaces the automatic checkpoint on this connection: see the module documentation.
         conn.wal_hook(Some(note_wal_frames));
-        let ckpt = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        ckpt.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-             PRAGMA secure_delete = ON; PRAGMA mmap_size = 268435456;",
-        )?;
+        let ckpt = open(path, Synchronous::Full, "PRAGMA mmap_size = 268435456;")?;
         let (tx, rx) = mpsc::channel::<Job>();
         let checkpointer = Checkpointer::start(ckpt)?;
         let checkpoints = checkpointer.state.clone();
@@ -808,6 +797,9 @@ impl BatchTx {
                 }
                 tx.purge_ids_sqlite(&ids, now).await
             }
+            Inner::Postgres(_) => Err(StoreError::Database(sqlx::Error::Protocol(
+                "purge_ids_sqlite on another engine than SQLite".into(),
+            ))),
             Inner::Sqlite(s) => {
                 if ids.is_empty() {
                     return Ok(PurgedBatch::default());

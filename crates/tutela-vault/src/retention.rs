@@ -71,69 +71,16 @@ impl Vault {
             report.per_purpose = expected;
             return Ok(report);
         }
-        let sqlite = self.store.engine() == Engine::Sqlite;
-        // SQLite: the expired ids are listed first (from the deadline index), then deleted in
-        // ascending id order, `batch` per transaction. Deleting in deadline order instead
-        // visited every table page once per purpose (each purpose's deadlines form one run).
-        let mut pending: Vec<i64> = Vec::new();
-        let mut cursor = None;
-        let mut listed_all = false;
+        // PostgreSQL (SQLite went to `purge_expired_sqlite` above): each batch is one statement
+        // that takes up to `batch` expired records in deadline order; a short batch is the last.
         loop {
-            if sqlite && pending.is_empty() {
-                if listed_all {
-                    break;
-                }
-                let (ids, next) = self
-                    .store
-                    .vault_expired_ids(now, cursor, SQLITE_ID_ROUND)
-                    .await?;
-                pending = ids;
-                listed_all = next.is_none();
-                cursor = next;
-                pending.reverse();
-                if pending.is_empty() {
-                    break;
-                }
-            }
             let mut tx = self.store.vault_begin().await?;
-            let done = if sqlite {
-                let take = pending.len().min(batch as usize);
-                let mut ids = pending.split_off(pending.len() - take);
-                ids.reverse();
-                tx.purge_ids_sqlite(&ids, now).await?
-            } else {
-                tx.purge_expired(now, batch).await?
-            };
+            let done = tx.purge_expired(now, batch).await?;
             if done.records == 0 {
                 tx.commit().await?;
-                if sqlite {
-                    continue;
-                }
                 break;
             }
-            let time_ms = self.now().as_millisecond();
-            let mut audit: Vec<NewAuditEntry> = done
-                .per_purpose
-                .iter()
-                .map(|(purpose, n)| NewAuditEntry {
-                    time_ms,
-                    actor: actor.0.clone(),
-                    action: "retention_purge".into(),
-                    purpose: purpose.clone(),
-                    subject_commitment: None,
-                    details: json!({ "records": n, "deadline_before": now }).to_string(),
-                })
-                .collect();
-            if done.subjects_shredded > 0 {
-                audit.push(NewAuditEntry {
-                    time_ms,
-                    actor: actor.0.clone(),
-                    action: "retention_shred".into(),
-                    purpose: String::new(),
-                    subject_commitment: None,
-                    details: json!({ "subjects": done.subjects_shredded }).to_string(),
-                });
-            }
+            let audit = purge_audit(actor, &done, now, self.now().as_millisecond());
             tx.append_audit(&audit, crate::audit::hasher).await?;
             tx.commit().await?;
             for (p, n) in done.per_purpose {
@@ -143,7 +90,7 @@ impl Vault {
             report.subjects_shredded += done.subjects_shredded;
             report.batches += 1;
             progress.update(report.records, total.max(report.records));
-            if !sqlite && done.records < batch as u64 {
+            if done.records < batch as u64 {
                 break;
             }
         }
