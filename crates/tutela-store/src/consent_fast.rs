@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use crate::consent::{ConsentRecord, Job};
@@ -37,16 +37,11 @@ const INSERT: &str = "INSERT INTO consent_records (record_id, consent_id, record
 
 /// Opens the writer's connection.
 pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    // FULL sync, so an acknowledged record survives a power cut; manual checkpoints (above).
+    let conn = crate::sqlite_conn::open(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    // The same settings as the pool's connections (see `Store::connect`): FULL sync, so an
-    // acknowledged record survives a power cut; secure_delete; plus manual checkpoints (above).
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-         PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA cache_size = -8192; \
-         PRAGMA wal_autocheckpoint = 0;",
+        crate::sqlite_conn::Synchronous::Full,
+        "PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
     )?;
     conn.set_prepared_statement_cache_capacity(4);
     Ok(conn)

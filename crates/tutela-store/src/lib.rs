@@ -17,6 +17,7 @@ pub mod event_chunk;
 mod migrate;
 mod operators;
 mod rights;
+mod sqlite_conn;
 mod sqlite_fast;
 mod tokens;
 mod vault;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::analytics::{AnalyticsBatch, HourlyDelta, LocalHour};
 use crate::event_chunk::{self, EncodedChunk};
@@ -208,17 +208,13 @@ impl FastWriter {
     /// Opening inserts the visitor-days of the chunks past the watermark (a previous writer
     /// stopped before inserting them), their hours from `hour`.
     pub(crate) fn open(path: &Path, full_sync: bool, hour: &LocalHour) -> FastResult<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.execute_batch(if full_sync {
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+        use crate::sqlite_conn::{Synchronous, open};
+        let sync = if full_sync {
+            Synchronous::Full
         } else {
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
-        })?;
+            Synchronous::Normal
+        };
+        let conn = open(path, sync, "")?;
         // Checkpoints (copying the WAL into the database file, with a sync) would otherwise run
         // inside some hit's commit and stall it for tens of milliseconds: a background thread runs
         // them instead (see `checkpoint_loop`).
@@ -246,11 +242,8 @@ impl FastWriter {
             );
         }
         let writer = Arc::new(Mutex::new(w));
-        let checkpointer = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        checkpointer.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        // FULL: a checkpoint syncs the database file before the WAL may restart.
+        let checkpointer = open(path, Synchronous::Full, "")?;
         let (w, flag, st) = (writer.clone(), alive.clone(), stats.clone());
         let handle = std::thread::Builder::new()
             .name("tutela-checkpoint".into())
