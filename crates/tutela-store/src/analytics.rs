@@ -30,6 +30,16 @@ impl AnalyticsBatch {
     }
 }
 
+/// The conflict clause of an insert into `analytics_hourly`: a batch's counts add to the hour's.
+pub(crate) const HOURLY_UPSERT: &str = " ON CONFLICT (site_id, day, hour) DO UPDATE SET \
+     visits = analytics_hourly.visits + excluded.visits, \
+     actions = analytics_hourly.actions + excluded.actions, \
+     pageviews = analytics_hourly.pageviews + excluded.pageviews, \
+     events = analytics_hourly.events + excluded.events, \
+     bounces = analytics_hourly.bounces + excluded.bounces, \
+     duration = analytics_hourly.duration + excluded.duration, \
+     visitors = analytics_hourly.visitors + excluded.visitors";
+
 /// The local hour (0–23) of a unix time on a site: `(site_id, ts) -> hour`. On SQLite, used for
 /// the visitor-days that a crash left uninserted (see [`Store::set_analytics_local_hour`]).
 pub type LocalHour = std::sync::Arc<dyn Fn(i64, i64) -> i64 + Send + Sync>;
@@ -1018,16 +1028,7 @@ async fn upsert_hourly(tx: &mut Transaction<'static, Any>, rows: &[HourlyDelta])
              bounces, duration, visitors) VALUES ",
         );
         values_clause(&mut sql, size, 10);
-        sql.push_str(
-            " ON CONFLICT (site_id, day, hour) DO UPDATE SET \
-             visits = analytics_hourly.visits + excluded.visits, \
-             actions = analytics_hourly.actions + excluded.actions, \
-             pageviews = analytics_hourly.pageviews + excluded.pageviews, \
-             events = analytics_hourly.events + excluded.events, \
-             bounces = analytics_hourly.bounces + excluded.bounces, \
-             duration = analytics_hourly.duration + excluded.duration, \
-             visitors = analytics_hourly.visitors + excluded.visitors",
-        );
+        sql.push_str(HOURLY_UPSERT);
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for h in &rows[at..at + size] {
             q = q

@@ -59,10 +59,7 @@ impl VaultTx {
             .await?;
         let mut seq: i64 = head.try_get(0)?;
         let stored: Vec<u8> = head.try_get(1)?;
-        let mut prev = [0u8; 32];
-        if stored.len() == 32 {
-            prev.copy_from_slice(&stored);
-        }
+        let mut prev = crate::vault_batch::head_hash(&stored);
         if entries.is_empty() {
             return Ok(seq);
         }

@@ -417,18 +417,10 @@ fn upsert_hourly(
     tx: &rusqlite::Transaction<'_>,
     rows: impl Iterator<Item = HourlyDelta>,
 ) -> FastResult<()> {
-    let mut hourly = tx.prepare_cached(
-        "INSERT INTO analytics_hourly (site_id, day, hour, visits, actions, pageviews, events, \
-         bounces, duration, visitors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (site_id, day, hour) DO UPDATE SET \
-         visits = analytics_hourly.visits + excluded.visits, \
-         actions = analytics_hourly.actions + excluded.actions, \
-         pageviews = analytics_hourly.pageviews + excluded.pageviews, \
-         events = analytics_hourly.events + excluded.events, \
-         bounces = analytics_hourly.bounces + excluded.bounces, \
-         duration = analytics_hourly.duration + excluded.duration, \
-         visitors = analytics_hourly.visitors + excluded.visitors",
-    )?;
+    const INSERT: &str = "INSERT INTO analytics_hourly (site_id, day, hour, visits, actions, \
+                          pageviews, events, bounces, duration, visitors) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    let mut hourly = tx.prepare_cached(&format!("{INSERT}{}", crate::analytics::HOURLY_UPSERT))?;
     for h in rows {
         hourly.execute(params![
             h.site_id,

@@ -407,6 +407,16 @@ impl Drop for Session {
     }
 }
 
+/// The audit head's stored hash (all zeros before the first entry, or if the column does not
+/// hold 32 bytes).
+pub(crate) fn head_hash(stored: &[u8]) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    if stored.len() == 32 {
+        hash.copy_from_slice(stored);
+    }
+    hash
+}
+
 enum Inner {
     Portable {
         tx: VaultTx,
@@ -463,11 +473,7 @@ impl Store {
                         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
                             let seq: i64 = r.get(0)?;
                             let stored: Vec<u8> = r.get(1)?;
-                            let mut hash = [0u8; 32];
-                            if stored.len() == 32 {
-                                hash.copy_from_slice(&stored);
-                            }
-                            Ok((seq, hash))
+                            Ok((seq, head_hash(&stored)))
                         })
                 })
                 .await?;

@@ -436,11 +436,7 @@ impl PgSession {
                         .await?;
                 let seq: i64 = row.try_get(0)?;
                 let stored: Vec<u8> = row.try_get(1)?;
-                let mut hash = [0u8; 32];
-                if stored.len() == 32 {
-                    hash.copy_from_slice(&stored);
-                }
-                Ok((seq, hash))
+                Ok((seq, crate::vault_batch::head_hash(&stored)))
             })
         })
         .await

@@ -27,6 +27,18 @@ pub struct PurgeReport {
     pub batches: u64,
 }
 
+impl PurgeReport {
+    /// Adds one committed batch.
+    fn add_batch(&mut self, done: tutela_store::PurgedBatch) {
+        for (p, n) in done.per_purpose {
+            *self.per_purpose.entry(p).or_default() += n;
+        }
+        self.records += done.records;
+        self.subjects_shredded += done.subjects_shredded;
+        self.batches += 1;
+    }
+}
+
 /// Progress of a purge, for a progress bar: records done out of the total expected.
 pub trait PurgeProgress {
     fn update(&mut self, done: u64, total: u64);
@@ -83,17 +95,20 @@ impl Vault {
             let audit = purge_audit(actor, &done, now, self.now().as_millisecond());
             tx.append_audit(&audit, crate::audit::hasher).await?;
             tx.commit().await?;
-            for (p, n) in done.per_purpose {
-                *report.per_purpose.entry(p).or_default() += n;
-            }
-            report.records += done.records;
-            report.subjects_shredded += done.subjects_shredded;
-            report.batches += 1;
+            let last = done.records < batch as u64;
+            report.add_batch(done);
             progress.update(report.records, total.max(report.records));
-            if done.records < batch as u64 {
+            if last {
                 break;
             }
         }
+        self.purge_done(&report).await?;
+        Ok(report)
+    }
+
+    /// After the last batch: logs the counts and, when anything went, flushes the erased pages
+    /// (as after an erasure: old page images of purged rows leave the WAL).
+    async fn purge_done(&self, report: &PurgeReport) -> Result<()> {
         if report.records > 0 {
             tracing::info!(
                 records = report.records,
@@ -101,10 +116,9 @@ impl Vault {
                 batches = report.batches,
                 "retention purge"
             );
-            // Same as after an erasure: old page images of purged rows leave the WAL.
             self.store.vault_flush_erased().await?;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// SQLite: the expired ids are listed first (from the deadline index, in rounds of
@@ -148,12 +162,7 @@ impl Vault {
                 let audit = purge_audit(actor, &done, now, self.now().as_millisecond());
                 tx.append_audit(&audit, crate::audit::hasher).await?;
                 tx.commit().await?;
-                for (p, n) in done.per_purpose {
-                    *report.per_purpose.entry(p).or_default() += n;
-                }
-                report.records += done.records;
-                report.subjects_shredded += done.subjects_shredded;
-                report.batches += 1;
+                report.add_batch(done);
                 progress.update(report.records, total.max(report.records));
             }
             match next {
@@ -161,16 +170,7 @@ impl Vault {
                 None => break,
             }
         }
-        if report.records > 0 {
-            tracing::info!(
-                records = report.records,
-                subjects_shredded = report.subjects_shredded,
-                batches = report.batches,
-                "retention purge"
-            );
-            // Same as after an erasure: old page images of purged rows leave the WAL.
-            self.store.vault_flush_erased().await?;
-        }
+        self.purge_done(&report).await?;
         progress.update(report.records, report.records);
         Ok(report)
     }
