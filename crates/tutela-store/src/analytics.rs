@@ -1105,7 +1105,15 @@ async fn insert_visitor_days(
         }
         at += size;
     }
-    let deltas: Vec<HourlyDelta> = new
+    upsert_hourly(tx, &new_visitor_deltas(new)).await
+}
+
+/// The hourly rows that count the visitor-days just inserted (`(site, day, hour)` → how many were
+/// new), in key order: both writers (this one and `sqlite_fast`) add them to `analytics_hourly`.
+pub(crate) fn new_visitor_deltas(
+    new: std::collections::HashMap<(i64, i64, i64), i64>,
+) -> Vec<HourlyDelta> {
+    let mut deltas: Vec<HourlyDelta> = new
         .into_iter()
         .map(|((site_id, day, hour), visitors)| HourlyDelta {
             site_id,
@@ -1115,7 +1123,8 @@ async fn insert_visitor_days(
             ..HourlyDelta::default()
         })
         .collect();
-    upsert_hourly(tx, &deltas).await
+    deltas.sort_unstable_by_key(|d| (d.site_id, d.day, d.hour));
+    deltas
 }
 
 #[cfg(test)]

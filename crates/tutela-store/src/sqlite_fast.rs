@@ -456,19 +456,7 @@ fn insert_visitor_days(tx: &rusqlite::Transaction<'_>, entries: &[VisitorDay]) -
             *new.entry((*site, *day, *hour)).or_insert(0) += 1;
         }
     }
-    let mut keys: Vec<_> = new.into_iter().collect();
-    keys.sort_unstable();
-    upsert_hourly(
-        tx,
-        keys.into_iter()
-            .map(|((site_id, day, hour), visitors)| HourlyDelta {
-                site_id,
-                day,
-                hour,
-                visitors,
-                ..HourlyDelta::default()
-            }),
-    )?;
+    upsert_hourly(tx, crate::analytics::new_visitor_deltas(new).into_iter())?;
     tx.prepare_cached(
         "UPDATE analytics_visitor_watermark SET chunk_id = \
          MAX(chunk_id, COALESCE((SELECT MAX(id) FROM analytics_event_chunks), 0))",
