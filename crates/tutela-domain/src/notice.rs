@@ -2552,30 +2552,4 @@ summary.fr = "Ajout de la publicité."
         assert!(f.contains("Conservées 180 jours à compter de leur collecte."));
         assert!(f.contains("à compter de la fin du contrat"));
     }
-
-    /// Writes the example register's notice to `$TUTELA_NOTICE_OUT` (for looking at it in a
-    /// browser): `TUTELA_NOTICE_OUT=/tmp cargo test -p tutela-domain -- --ignored write_example`.
-    #[test]
-    #[ignore]
-    fn write_example_notice() {
-        let dir = std::env::var("TUTELA_NOTICE_OUT").unwrap_or_else(|_| "/tmp".into());
-        let reg: Register = toml::from_str(crate::EXAMPLE_REGISTER).unwrap();
-        let when = last_updated(&reg).unwrap_or_else(date);
-        for lang in ["en", "fr"] {
-            let ctx = NoticeContext {
-                lang,
-                last_updated: when,
-                base_path: ".",
-                rights_form: None,
-            };
-            std::fs::write(format!("{dir}/notice-{lang}.html"), render_html(&reg, &ctx)).unwrap();
-            std::fs::write(
-                format!("{dir}/notice-{lang}.md"),
-                render_markdown(&reg, &ctx),
-            )
-            .unwrap();
-        }
-        std::fs::create_dir_all(format!("{dir}/assets")).unwrap();
-        std::fs::write(format!("{dir}/assets/notice.css"), NOTICE_CSS).unwrap();
-    }
 }
