@@ -239,7 +239,7 @@ impl Store {
 
     async fn portable_write_batch(&self, batch: &AnalyticsBatch) -> Result<()> {
         let t0 = std::time::Instant::now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // On SQLite (this path serves the conformance suite there), a batch written with its
         // visitor-days moves the watermark when no earlier chunk waits behind it.
         let sqlite_mark = if self.engine() == crate::Engine::Sqlite {
@@ -822,7 +822,7 @@ impl Store {
     }
 
     async fn erase_visitor_tx(&self, site_id: i64, visitor: i64) -> Result<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut erased =
             sqlx::query("DELETE FROM analytics_events WHERE site_id = $1 AND visitor = $2")
                 .bind(site_id)
@@ -893,7 +893,7 @@ impl Store {
     }
 
     async fn purge_through_tx(&self, site_id: i64, last_day: i64) -> Result<PurgeCounts> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut events =
             sqlx::query("DELETE FROM analytics_events WHERE day <= $1 AND site_id = $2")
                 .bind(last_day)

@@ -131,7 +131,7 @@ impl Store {
     /// Appends records in one transaction (one multi-row insert per [`MAX_CONSENT_BATCH`]).
     /// (The one query of this module whose placeholders differ per engine.)
     pub async fn insert_consent_records(&self, records: &[ConsentRecord]) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in records.chunks(MAX_CONSENT_BATCH) {
             let mut sql = format!("INSERT INTO consent_records ({COLUMNS}) VALUES ");
             for i in 0..chunk.len() {

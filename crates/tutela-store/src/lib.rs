@@ -253,6 +253,17 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: it takes the write lock
+    /// at once (waiting up to the busy timeout), so a transaction that reads before it writes
+    /// never fails to upgrade (`SQLITE_BUSY_SNAPSHOT`) because another writer committed in
+    /// between. Read-only transactions keep `begin()`.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// PostgreSQL: the native pool (see `vault_pg.rs`).
     pub(crate) fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         self.pg.as_ref()
@@ -294,7 +305,7 @@ impl Store {
         content_json: &str,
         now: i64,
     ) -> Result<(RegisterVersion, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.engine == Engine::Postgres {
             // Several nodes may start at once: one of them records the version.
             sqlx::query("LOCK TABLE register_versions IN SHARE ROW EXCLUSIVE MODE")
@@ -430,5 +441,57 @@ pub fn tune_allocator() {
         unsafe {
             mallopt(M_ARENA_MAX, 4);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write transaction that reads first is not undone by a writer that commits in between:
+    /// with a deferred `BEGIN` on SQLite, its first write would fail with `SQLITE_BUSY_SNAPSHOT`
+    /// (no busy wait can help a stale snapshot); `begin_write` holds the lock from the start, so
+    /// the other writer waits and both succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (n INTEGER NOT NULL)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let mut tx = store.begin_write().await.unwrap();
+        let before: i64 = sqlx::query("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        let other = {
+            let pool = store.pool().clone();
+            tokio::spawn(async move {
+                sqlx::query("INSERT INTO t (n) VALUES (2)")
+                    .execute(&pool)
+                    .await
+            })
+        };
+        // Give the other writer time to try (it waits on the lock held by `tx`).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!other.is_finished(), "the other writer must wait");
+        sqlx::query("INSERT INTO t (n) VALUES ($1)")
+            .bind(before + 1)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        other.await.unwrap().unwrap();
+        let rows: Vec<i64> = sqlx::query("SELECT n FROM t ORDER BY rowid")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get(0).unwrap())
+            .collect();
+        assert_eq!(rows, vec![1, 2]);
     }
 }

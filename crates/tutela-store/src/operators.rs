@@ -225,7 +225,7 @@ impl Store {
         first_step: i64,
         recovery_hashes: &[[u8; 32]],
     ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE operators SET totp_secret = $1, totp_last_step = $2 WHERE id = $3")
             .bind(secret)
             .bind(first_step)
@@ -252,7 +252,7 @@ impl Store {
     /// Removes an operator's second factor and recovery codes and ends their sessions (an
     /// administrator's "reset two-factor"). Returns false when no such operator exists.
     pub async fn reset_operator_totp(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE operators SET totp_secret = NULL, totp_last_step = NULL WHERE id = $1",
         )
@@ -312,7 +312,7 @@ impl Store {
 
     /// Disables an operator and ends their sessions. False when no enabled operator has that id.
     pub async fn disable_operator(&self, id: &str, now: i64) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE operators SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL",
         )
@@ -511,7 +511,7 @@ impl Store {
         admin: &Operator,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.engine() == Engine::Postgres {
             sqlx::query("LOCK TABLE operators IN SHARE ROW EXCLUSIVE MODE")
                 .execute(&mut *tx)
@@ -552,7 +552,7 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> Result<Option<String>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE operator_setup_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND operator_id IS NOT NULL AND used_at IS NULL AND expires_at > $1 \

@@ -360,9 +360,9 @@ impl Store {
         slot: Option<&str>,
         actor: &str,
     ) -> Result<Filed> {
-        // Every transaction here starts with a write: on SQLite a deferred transaction that
-        // reads first cannot upgrade to a writer while another one writes ("database is locked").
-        let mut tx = self.pool().begin().await?;
+        // Every transaction here takes the write lock first (`begin_write`): on SQLite a deferred
+        // transaction that reads first cannot upgrade to a writer while another one writes.
+        let mut tx = self.begin_write().await?;
         if let Some(slot) = slot {
             let merged = sqlx::query(
                 "UPDATE rights_requests SET repeats = repeats + 1, updated_at = $2 \
@@ -486,7 +486,7 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "UPDATE rights_requests SET state = $1, due_at = $2, extended_until = $3, \
              extension_reasons = $4, verified_at = $5, verification = $6, replied_at = $7, \
@@ -528,7 +528,7 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         // A write first (locks the request's row), then the chained line.
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE rights_requests SET updated_at = updated_at WHERE id = $1 RETURNING state",
         )
@@ -644,7 +644,7 @@ impl Store {
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, sqlx::Error>>()?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for id in &ids {
             // Explicit deletes rather than relying on ON DELETE CASCADE alone: SQLite only
             // cascades when foreign keys are enabled on the connection.
@@ -829,7 +829,7 @@ impl Store {
     /// Stores a new challenge and retires the request's earlier ones (only the newest code and
     /// link work).
     pub async fn insert_rights_challenge(&self, c: &RightsChallenge) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE rights_challenges SET consumed_at = $1 \
              WHERE request_id = $2 AND purpose = $3 AND consumed_at IS NULL",

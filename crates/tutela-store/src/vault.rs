@@ -235,12 +235,8 @@ impl Store {
     /// Starts a vault write transaction. On SQLite it is `BEGIN IMMEDIATE`, so that it holds the
     /// write lock from the start and never fails to upgrade a read lock under contention.
     pub async fn vault_begin(&self) -> Result<VaultTx> {
-        let tx = match self.engine() {
-            Engine::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool().begin().await?,
-        };
         Ok(VaultTx {
-            tx,
+            tx: self.begin_write().await?,
             engine: self.engine(),
         })
     }
