@@ -182,9 +182,12 @@ async fn sign_in(t: &TestApp, login: &str) -> String {
 
 #[tokio::test]
 async fn sessions_end_when_idle_or_too_old() {
+    // Times are whole seconds: a limit of N seconds can end a session after N - 1 seconds and
+    // a bit, so each step below keeps a full second of slack on either side (a loaded CI
+    // machine may take hundreds of milliseconds per call).
     // Idle expiry.
     let t = app(ConsoleConfig {
-        session_idle_secs: 1,
+        session_idle_secs: 3,
         ..ConsoleConfig::default()
     })
     .await;
@@ -195,7 +198,7 @@ async fn sessions_end_when_idle_or_too_old() {
             .status,
         StatusCode::OK
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     let res = call(&t.app, "GET", "/console", Some(&cookie), None, &[]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.headers[header::LOCATION], "/console/login");
@@ -207,11 +210,12 @@ async fn sessions_end_when_idle_or_too_old() {
 
     // Absolute expiry, even while in use.
     let t = app(ConsoleConfig {
-        session_max_secs: 2,
+        session_max_secs: 5,
         ..ConsoleConfig::default()
     })
     .await;
     let cookie = sign_in(&t, "ana").await;
+    let signed_in = std::time::Instant::now();
     for _ in 0..3 {
         assert_eq!(
             call(&t.app, "GET", "/console", Some(&cookie), None, &[])
@@ -221,7 +225,11 @@ async fn sessions_end_when_idle_or_too_old() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(
+        signed_in.elapsed() < std::time::Duration::from_secs(4),
+        "the machine is too slow for this test's timing"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(6).saturating_sub(signed_in.elapsed())).await;
     assert_eq!(
         call(&t.app, "GET", "/console", Some(&cookie), None, &[])
             .await

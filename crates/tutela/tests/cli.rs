@@ -751,9 +751,11 @@ fn serve_closes_slow_and_idle_connections_but_not_busy_ones() {
     // the first byte and more bytes do not restart it: the server hangs up after ~1 s, well
     // before the keep-alive timeout, without having answered.
     let mut slow = TcpStream::connect(&server.addr).unwrap();
+    // The clock starts before the first byte is sent, so that the lower bound below holds even
+    // when this thread is descheduled on a loaded machine.
+    let started = Instant::now();
     slow.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .unwrap();
-    let started = Instant::now();
     let closed = loop {
         if let Some(c) = wait_for_close(&mut slow, Duration::from_millis(200)) {
             break Some(c);
@@ -815,9 +817,11 @@ fn serve_closes_slow_and_idle_connections_but_not_busy_ones() {
     // An idle keep-alive connection outlives the head timeout and is closed by the keep-alive
     // timeout.
     let mut idle = TcpStream::connect(&server.addr).unwrap();
+    let sent = Instant::now();
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
-    let (after, got) = wait_for_close(&mut idle, Duration::from_secs(15)).expect("idle closed");
+    let (_, got) = wait_for_close(&mut idle, Duration::from_secs(15)).expect("idle closed");
+    let after = sent.elapsed();
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     assert!(
         after >= Duration::from_millis(3500) && after < Duration::from_secs(9),
