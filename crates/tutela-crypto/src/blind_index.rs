@@ -21,18 +21,18 @@ pub const MAX_IDENTIFIER_LEN: usize = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum IdentifierKind {
-    /// E-mail address: trimmed and lower-cased as a whole. Dots and `+tags` are kept.
+    /// E-mail address: trimmed, Unicode NFC, lower-cased as a whole. Dots and `+tags` are kept.
     Email,
     /// Phone number: digits with an optional leading `+`; `00` prefix becomes `+`; with a
     /// default country calling code, a national number with a trunk `0` becomes international.
     Phone,
     /// Account id: trimmed, case kept.
     AccountId,
-    /// Login name: trimmed and lower-cased.
+    /// Login name: trimmed, Unicode NFC, lower-cased.
     Login,
     /// Analytics visitor id: hexadecimal, trimmed and lower-cased.
     VisitorId,
-    /// Reference of a job candidate in the recruitment tool: trimmed and upper-cased.
+    /// Reference of a job candidate in the recruitment tool: trimmed, Unicode NFC, upper-cased.
     CandidateRef,
     /// Consent id of the consent banner (a UUID kept in the browser): trimmed and lower-cased,
     /// hexadecimal digits and dashes only.
@@ -183,8 +183,8 @@ pub fn normalise(
         IdentifierKind::Email => normalise_email(s),
         IdentifierKind::Phone => normalise_phone(s, default_country),
         IdentifierKind::AccountId | IdentifierKind::Generic => Ok(s.to_owned()),
-        IdentifierKind::Login => Ok(s.to_lowercase()),
-        IdentifierKind::CandidateRef => Ok(s.to_uppercase()),
+        IdentifierKind::Login => Ok(nfc(s).to_lowercase()),
+        IdentifierKind::CandidateRef => Ok(nfc(s).to_uppercase()),
         IdentifierKind::VisitorId => {
             if s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Ok(s.to_ascii_lowercase())
@@ -214,7 +214,14 @@ fn normalise_email(s: &str) -> Result<String, IdentifierError> {
     if local.is_empty() || domain.is_empty() {
         return Err(IdentifierError::InvalidEmail("empty local part or domain"));
     }
-    Ok(s.to_lowercase())
+    Ok(nfc(s).to_lowercase())
+}
+
+/// Unicode canonical composition (NFC), so that the same text typed with precomposed or
+/// combining characters ("É" as U+00C9 or as E + U+0301) gives the same blind index. Text
+/// already in NFC (nearly all input) is returned as is.
+fn nfc(s: &str) -> std::borrow::Cow<'_, str> {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(s)
 }
 
 fn normalise_phone(
@@ -373,6 +380,19 @@ mod tests {
             n(Email, "alice@example.com")
         );
         assert_eq!(n(Email, "ÉLODIE@exemple.fr").unwrap(), "élodie@exemple.fr");
+        // Precomposed or combining accents: one person, one form.
+        assert_eq!(
+            n(Email, "E\u{301}lodie@exemple.fr").unwrap(),
+            "\u{e9}lodie@exemple.fr"
+        );
+        assert_eq!(
+            n(IdentifierKind::Login, "Zoe\u{308}").unwrap(),
+            n(IdentifierKind::Login, "zo\u{eb}").unwrap()
+        );
+        assert_eq!(
+            n(IdentifierKind::CandidateRef, "r-e\u{301}1").unwrap(),
+            "R-\u{c9}1"
+        );
         for bad in [
             "",
             "   ",

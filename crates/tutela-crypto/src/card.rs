@@ -29,33 +29,38 @@ fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Whether `text` contains something that looks like a payment-card number: 13 to 19 ASCII
-/// digits, possibly split into groups by single spaces or dashes ("4111 1111 1111 1111",
-/// "3782-822463-10005"), that pass the Luhn check. Candidates start and end at group
-/// boundaries, so a card followed by more digits ("… 1111 12/28") is still found.
+/// Whether `text` contains something that looks like a payment-card number: 13 to 19 digits,
+/// possibly split into groups by single separators ("4111 1111 1111 1111",
+/// "3782-822463-10005", "4111.1111.1111.1111"), that pass the Luhn check. Digits are ASCII or
+/// full-width (`４１１１…`); a separator is a space (also the no-break, thin, narrow no-break and
+/// figure spaces), a dash or hyphen (ASCII or Unicode), a dot or a slash. Candidates start and
+/// end at group boundaries, so a card followed by more digits ("… 1111 12/28") is still found.
 ///
 /// This is a guard, not a classifier: about one in ten random 13–19-digit numbers passes Luhn,
 /// so long order or reference numbers can be flagged too.
 pub fn contains_card_number(text: &str) -> bool {
-    let b = text.as_bytes();
     // Digit values of the current run of groups, and where each group ends in it.
     let mut digits: Vec<u8> = Vec::new();
     let mut group_ends: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let Some(d) = digit_value(c) else {
             continue;
-        }
-        while i < b.len() && b[i].is_ascii_digit() {
-            digits.push(b[i] - b'0');
-            i += 1;
+        };
+        digits.push(d);
+        while let Some(d) = chars.peek().copied().and_then(digit_value) {
+            digits.push(d);
+            chars.next();
         }
         group_ends.push(digits.len());
-        // A single space or dash followed by a digit continues the run.
-        if i + 1 < b.len() && matches!(b[i], b' ' | b'-') && b[i + 1].is_ascii_digit() {
-            i += 1;
-            continue;
+        // A single separator followed by a digit continues the run.
+        if chars.peek().copied().is_some_and(is_separator) {
+            let mut ahead = chars.clone();
+            ahead.next();
+            if ahead.peek().copied().and_then(digit_value).is_some() {
+                chars.next();
+                continue;
+            }
         }
         if run_has_card(&digits, &group_ends) {
             return true;
@@ -64,6 +69,33 @@ pub fn contains_card_number(text: &str) -> bool {
         group_ends.clear();
     }
     false
+}
+
+/// The value of an ASCII or full-width decimal digit.
+fn digit_value(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8 - b'0'),
+        '\u{FF10}'..='\u{FF19}' => Some((c as u32 - 0xFF10) as u8),
+        _ => None,
+    }
+}
+
+/// Characters that may split a card number into groups.
+fn is_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '-'
+            | '.'
+            | '/'
+            | '\u{A0}' // no-break space
+            | '\u{2007}' // figure space
+            | '\u{2009}' // thin space
+            | '\u{202F}' // narrow no-break space
+            | '\u{2010}'
+            ..='\u{2015}' // hyphens and dashes
+            | '\u{2212}' // minus sign
+            | '\u{FF0D}' // full-width hyphen-minus
+    )
 }
 
 fn run_has_card(digits: &[u8], group_ends: &[usize]) -> bool {
@@ -124,6 +156,13 @@ mod tests {
             "pay 5555-5555-5555-4444 12 28 cvv 123",
             "6011111111111117",
             "4000 0566 5566 5556",
+            "4111.1111.1111.1111",
+            "4111/1111/1111/1111",
+            "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+            "4111\u{202f}1111\u{202f}1111\u{202f}1111",
+            "4111\u{2013}1111\u{2013}1111\u{2013}1111",
+            "４１１１１１１１１１１１１１１１",
+            "４１１１ １１１１ 1111 1111",
         ] {
             assert!(contains_card_number(text), "{text}");
         }
@@ -149,8 +188,11 @@ mod tests {
             "2026-11-29 12:00:00",
             "4111  1111  1111  1111", // double spaces split the groups
             "4111_1111_1111_1111",
-            "4111111111111111111111111",     // 25 digits in one group
-            "invoice 41111111 and 11111111", // two short numbers
+            "4111111111111111111111111",        // 25 digits in one group
+            "invoice 41111111 and 11111111",    // two short numbers
+            "4111..1111.1111.1111",             // a double separator splits the groups
+            "４１１１１１１１１１１１１１１２", // full-width, fails Luhn
+            "version 1.2.3.4 on 2026/11/29",
         ] {
             assert!(!contains_card_number(text), "{text}");
         }

@@ -604,7 +604,7 @@ async fn put_records(
            ("record_id" = i64, Path, description = "Record id"), PurposeQuery),
     responses(
         (status = 200, description = "The record", body = RecordJson),
-        (status = 404, description = "No such record (or past its deadline)", body = ApiError),
+        (status = 404, description = "No such record, not one of the purpose given, or past its deadline", body = ApiError),
     ),
     security(("bearer" = ["vault:read"])))]
 async fn read_record(

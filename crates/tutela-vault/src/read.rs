@@ -225,7 +225,8 @@ impl Vault {
         })
     }
 
-    /// One record of a subject (audited like [`Vault::read_subject`]).
+    /// One record of a subject, read under the purpose it was collected for (a record of
+    /// another purpose is not found), audited like [`Vault::read_subject`].
     pub async fn read_record(
         &self,
         actor: &Actor,
@@ -242,6 +243,8 @@ impl Vault {
             .store
             .vault_record(subject_id, record_id, now)
             .await?
+            // Purpose limitation: a record is read only under the purpose it was collected for.
+            .filter(|r| r.purpose == purpose.id)
             .ok_or(VaultError::RecordNotFound)?;
         let subject = self
             .store
