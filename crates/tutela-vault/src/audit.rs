@@ -49,6 +49,11 @@ pub enum AuditProblem {
     Truncated { last_seq: u64, head_seq: u64 },
     #[error("entry {seq} does not have the hash that was expected of it")]
     AnchorMismatch { seq: u64 },
+    #[error(
+        "the log has no entry {seq}: it ends at entry {last_seq} (entries were removed from the \
+         end, or the anchor comes from another log)"
+    )]
+    AnchorMissing { seq: u64, last_seq: u64 },
 }
 
 impl AuditProblem {
@@ -178,7 +183,10 @@ impl Vault {
         if let Some((seq, _)) = anchor
             && !anchor_seen
         {
-            return Ok(Err(AuditProblem::AnchorMismatch { seq }));
+            return Ok(Err(AuditProblem::AnchorMissing {
+                seq,
+                last_seq: head.seq,
+            }));
         }
         let (head_seq, head_hash) = self.store.audit_head().await?;
         if head_seq as u64 != head.seq || head_hash.as_slice() != head.hash {

@@ -26,9 +26,6 @@ Routes: /privacy (?lang=fr), /privacy.md, /rights (the rights portal), /.well-kn
 /healthz, /readyz, /metrics, /api/v1/register, /api/v1/register/ropa.csv,
 /api/v1/register/ropa.json, the vault API under /api/v1/subjects and the rights API under
 /api/v1/rights (bearer tokens), documented in /api/v1/openapi.json;
-web analytics: /matomo.php, /piwik.php (collector), /matomo.js, /piwik.js, /tutela.js (tracker),
-/optout, /analytics (dashboard), /api/v1/analytics/… (reports, rights hooks);
-sites that may send hits are [[sites]] tables in tutela.toml (default: site 1, localhost);
 the consent banner /consent.js and /consent.css, /api/v1/consent (POST), /api/v1/consent/{id} (receipt),
 /api/v1/consent/config, /api/v1/consent/export and /api/v1/consent/stats (token with consent:read),
 and the operators' console at /console; web analytics: /matomo.php and /piwik.php (collector),

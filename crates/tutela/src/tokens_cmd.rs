@@ -20,9 +20,25 @@ Examples:
 
 The token is printed once, on standard output; only a hash of its secret is stored.";
 
+/// What `tokens create --help` says of the scopes (a test checks it names every scope).
+const SCOPES_HELP: &str = "Scopes (repeat --scope for several):
+  vault:read       read a subject's records in the vault (every read is audited)
+  vault:write      write, update and erase records, and report anchor events
+  analytics:read   read analytics reports
+  analytics:track  send hits with the overrides reserved to trusted senders (cip, cdt)
+  consent:read     read consent records and export proof of consent
+  rights:read      read rights requests
+  rights:write     file and handle rights requests
+  audit:read       read and verify the audit log
+  admin            everything above
+
+Example:
+  tutela tokens create --name billing-service --scope vault:read --scope vault:write --expires '90 days'";
+
 #[derive(Subcommand, Debug)]
 pub enum TokensCommand {
     /// Create a token and print it once.
+    #[command(after_help = SCOPES_HELP)]
     Create {
         /// What the token is for (shown in listings and audit entries).
         #[arg(long)]
@@ -134,4 +150,22 @@ fn fmt_time(t: Option<i64>) -> String {
     t.and_then(|s| jiff::Timestamp::from_second(s).ok())
         .map(|ts| ts.strftime("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|| "-".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_create_help_names_every_scope() {
+        for scope in Scope::ALL {
+            let line = format!("\n  {} ", scope.as_str());
+            assert!(SCOPES_HELP.contains(&line), "{scope} is missing");
+        }
+        let listed = SCOPES_HELP
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.contains("tutela"))
+            .count();
+        assert_eq!(listed, Scope::ALL.len());
+    }
 }
