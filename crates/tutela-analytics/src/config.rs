@@ -102,8 +102,8 @@ pub struct AnalyticsSettings {
     /// loses power. `"power"`: every commit is flushed to disk first (fsync) — several times
     /// slower on most disks. PostgreSQL follows its own `synchronous_commit`.
     pub durability: String,
-    /// Take the client address from this header (e.g. `x-forwarded-for`, leftmost entry) —
-    /// only when Tutela runs behind a proxy that sets it.
+    /// Take the client address from this header (e.g. `x-forwarded-for`; its last entry, the one
+    /// your proxy added) — only when Tutela runs behind a proxy that sets it.
     pub client_ip_header: Option<String>,
 }
 
@@ -183,7 +183,8 @@ pub struct Policy {
     pub keep_ip: bool,
     /// `user_agent_summary` declared: keep browser, OS, device type and resolution.
     pub keep_device: bool,
-    /// `url_without_query` declared: keep page URLs (else only the action type).
+    /// `url_without_query` declared: keep page URLs, titles and event names (else only the
+    /// action type).
     pub keep_url: bool,
     /// `keyed_pseudonym` declared: keep the pseudonym (else each hit is a visit of its own).
     pub keep_pseudonym: bool,

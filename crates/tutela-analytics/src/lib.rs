@@ -435,7 +435,9 @@ impl Analytics {
         } else {
             (kind::PAGEVIEW, min_url(raw.url.as_deref()))
         };
-        let is_event = kind == kind::EVENT;
+        // Titles and event names are the page's or the action's own words: kept only under the
+        // category that declares the page or action (`url_without_query`), like the URL.
+        let is_event = kind == kind::EVENT && policy.keep_url;
         let device = policy.keep_device.then(|| summary.clone());
         Ok(Prepared::Track(Box::new(MinHit {
             site_id: site.id,
@@ -668,6 +670,52 @@ impl Analytics {
             pseudonym::Source::Cookie,
             &[&*visitor_id_lower(visitor_id)],
         )))
+    }
+
+    /// The pseudonym of a signed-in visitor's user id (the `uid` their hits carried: with a user
+    /// id, hits are counted under it, not under the cookie), for the rights hooks. None in
+    /// cookieless mode (user ids are then not used) or for an unknown site.
+    pub async fn pseudonym_of_user_id(
+        &self,
+        site_id: i64,
+        user_id: &str,
+    ) -> Result<Option<i64>, Error> {
+        let Some(uid) = params::user_id(user_id) else {
+            return Ok(None);
+        };
+        if self.settings.cookieless || self.site(site_id).is_none() {
+            return Ok(None);
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let key = self
+            .salt(site_id, SALT_VISITOR, now)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Some(key.pseudonym(
+            site_id,
+            pseudonym::Source::UserId,
+            &[uid.as_bytes()],
+        )))
+    }
+
+    /// Rights hook: every stored event of the signed-in visitor whose user id is `user_id`.
+    pub async fn user_events(
+        &self,
+        site_id: i64,
+        user_id: &str,
+    ) -> Result<Option<Vec<EventRow>>, Error> {
+        match self.pseudonym_of_user_id(site_id, user_id).await? {
+            Some(p) => Ok(Some(self.store.analytics_events_of(site_id, p).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Rights hook: erases every stored event of that signed-in visitor; returns how many.
+    pub async fn erase_user(&self, site_id: i64, user_id: &str) -> Result<Option<u64>, Error> {
+        match self.pseudonym_of_user_id(site_id, user_id).await? {
+            Some(p) => Ok(Some(self.store.analytics_erase_visitor(site_id, p).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Rights hook: every stored event of the visitor whose cookie value is `visitor_id`.

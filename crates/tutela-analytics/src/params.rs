@@ -74,6 +74,13 @@ fn flag(v: &str) -> bool {
 
 /// The value trimmed and cut to `max` characters; None when empty. Borrowed values stay
 /// borrowed; an owned value is kept as is when nothing was cut.
+/// A user id (`uid`) as a hit carries it: trimmed and cut to its bound; None when empty. The
+/// rights hooks read a user id given to them the same way, so both give the same pseudonym.
+pub fn user_id(s: &str) -> Option<&str> {
+    let t = truncate(s.trim(), MAX_UID);
+    (!t.is_empty()).then_some(t)
+}
+
 fn text(v: Cow<'_, str>, max: usize) -> Option<Cow<'_, str>> {
     match v {
         Cow::Borrowed(s) => {

@@ -621,7 +621,18 @@ async fn overrides_need_a_tracking_token_and_reports_add_up() {
     let base = |path: &str| enc(&format!("https://www.example.com{path}"));
     // Visitor A: three pages in one visit (10 s and 50 s apart), then an event.
     let now = jiff::Timestamp::now().as_second();
-    let start = now - 3600;
+    let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+    let local_day = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .unwrap()
+            .to_zoned_datetime(paris.clone())
+            .date()
+    };
+    // The hits span 70 s and the report below reads one local day: keep them off midnight.
+    let mut start = now - 3600;
+    if local_day(start) != local_day(start + 70) {
+        start -= 120;
+    }
     for (i, (path, dt)) in [("/", 0), ("/pricing", 10), ("/signup", 60)]
         .iter()
         .enumerate()
@@ -648,11 +659,7 @@ async fn overrides_need_a_tracking_token_and_reports_add_up() {
     .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
 
-    let day = jiff::Timestamp::from_second(start)
-        .unwrap()
-        .to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Paris").unwrap())
-        .date()
-        .to_string();
+    let day = local_day(start).to_string();
     let r = api(
         &t,
         &read,
@@ -1426,4 +1433,57 @@ async fn prepare_with_a_shared_cache_gives_the_hits_prepare_gives() {
             "track"
         ]
     );
+}
+
+/// Page titles and event names are the page's or the action's own words: without the category
+/// that declares the page or action (`url_without_query`), none of them is kept, like the URL.
+#[tokio::test]
+async fn titles_and_event_names_need_the_page_category() {
+    let src = tutela_domain::EXAMPLE_REGISTER.replacen(
+        r#"categories = ["ip_half", "device_summary", "page_url", "visitor_pseudonym"]"#,
+        r#"categories = ["ip_half", "device_summary", "visitor_pseudonym"]"#,
+        1,
+    );
+    assert_ne!(
+        src,
+        tutela_domain::EXAMPLE_REGISTER,
+        "the example register changed"
+    );
+    let client = tutela_analytics::Client {
+        ip: "203.0.113.77".parse().unwrap(),
+        user_agent: Some(CHROME),
+        dnt: false,
+        gpc: false,
+        opted_out: false,
+    };
+    let now = jiff::Timestamp::now();
+    let page = "idsite=1&rec=1&url=http%3A%2F%2Fwww.example.com%2Fa&action_name=Dear%20Alice";
+    let event = "idsite=1&rec=1&url=http%3A%2F%2Fwww.example.com%2Fa&e_c=Mail&e_a=Sent&e_n=alice%40example.com&e_v=2";
+    for (source, declared) in [
+        (src.as_str(), false),
+        (tutela_domain::EXAMPLE_REGISTER, true),
+    ] {
+        // Named: without a page category the purpose is not found by its categories.
+        let settings = AnalyticsSettings {
+            purpose: Some("audience_statistics".into()),
+            ..AnalyticsSettings::default()
+        };
+        let t = app_on(source, settings).await;
+        let analytics = &t.state.analytics.analytics;
+        let mut hits = Vec::new();
+        for q in [page, event] {
+            let raw = tutela_analytics::RawHit::from_query(q);
+            match analytics.prepare(&raw, &client, false, now).await.unwrap() {
+                tutela_analytics::Prepared::Track(h) => hits.push(h),
+                other => panic!("{other:?}"),
+            }
+        }
+        let (p, e) = (&hits[0], &hits[1]);
+        assert_eq!(p.title.is_some(), declared, "{p:?}");
+        assert_eq!(p.url.is_some(), declared, "{p:?}");
+        for field in [&e.ev_category, &e.ev_action, &e.ev_name] {
+            assert_eq!(field.is_some(), declared, "{e:?}");
+        }
+        assert_eq!(e.ev_value.is_some(), declared, "{e:?}");
+    }
 }

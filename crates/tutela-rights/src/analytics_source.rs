@@ -1,13 +1,16 @@
 //! Web analytics as a [`Source`]: the events of one visitor, found by the pseudonym of the
 //! tracker's visitor id (the value the `/optout` page shows; knowing it is the proof of holding
-//! it: it is random and lives in the visitor's browser).
+//! it: it is random and lives in the visitor's browser), and, for a signed-in visitor, by the
+//! pseudonym of their user id (the `uid` the platform's pages give the tracker, which is the
+//! subject's `account_id` in the vault).
 //!
 //! - access and portability: every stored event of the visitor, on every site;
 //! - erasure: those events and the visitor's day entries are deleted (the hourly totals are
 //!   anonymous counts and stay);
 //! - objection (art. 21, analytics rests on legitimate interests) and consent withdrawal:
 //!   the visitor is opted out on the server (no hit of theirs is recorded any more, whatever
-//!   their browser sends) and their events are deleted;
+//!   their browser sends; the opt-out is keyed by visitor id, so a subject known only by
+//!   their user id is not opted out) and their events are deleted;
 //! - restriction: the visitor is opted out (nothing new is collected); what is stored stays,
 //!   only stored (reports read the anonymous totals, never the events);
 //! - rectification: analytics events record what happened and carry nothing to correct.
@@ -22,6 +25,15 @@ use tutela_crypto::IdentifierKind;
 use tutela_store::analytics::{EventRow, kind};
 
 use crate::source::{BoxFuture, Erased, Source, SourceError, SourceRecord, Subject};
+
+/// How the tracker knew the subject.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    /// The tracker's visitor id (cookie value).
+    Visitor(&'a str),
+    /// The platform's user id (`uid`), the subject's account id in the vault.
+    User(&'a str),
+}
 
 pub struct AnalyticsSource {
     analytics: Arc<Analytics>,
@@ -111,16 +123,37 @@ impl AnalyticsSource {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The subject's account ids: the user id (`uid`, Matomo's `setUserId`) under which the
+    /// hits of a signed-in visitor are counted.
+    fn user_ids(subject: &Subject) -> impl Iterator<Item = &str> {
+        subject
+            .identifiers
+            .iter()
+            .filter(|(k, _)| *k == IdentifierKind::AccountId)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The stored events of one of the subject's visitor ids or user ids on one site.
+    async fn events_of(&self, site: i64, who: Who<'_>) -> Result<Vec<EventRow>, SourceError> {
+        let found = match who {
+            Who::Visitor(id) => self.analytics.visitor_events(site, id).await,
+            Who::User(id) => self.analytics.user_events(site, id).await,
+        };
+        Ok(found.map_err(err)?.unwrap_or_default())
+    }
+
+    /// Everyone the subject was to the tracker: their visitor ids, then their user ids.
+    fn whos(subject: &Subject) -> impl Iterator<Item = Who<'_>> {
+        Self::visitor_ids(subject)
+            .map(Who::Visitor)
+            .chain(Self::user_ids(subject).map(Who::User))
+    }
+
     async fn do_access(&self, subject: &Subject) -> Result<Vec<SourceRecord>, SourceError> {
         let mut out = Vec::new();
-        for id in Self::visitor_ids(subject) {
+        for who in Self::whos(subject) {
             for site in self.analytics.sites() {
-                let events = self
-                    .analytics
-                    .visitor_events(site.id, id)
-                    .await
-                    .map_err(err)?
-                    .unwrap_or_default();
+                let events = self.events_of(site.id, who).await?;
                 out.extend(events.iter().map(|e| SourceRecord {
                     collection: "analytics_events".into(),
                     purpose: Some(self.purpose.clone()),
@@ -135,14 +168,13 @@ impl AnalyticsSource {
 
     async fn do_erase(&self, subject: &Subject) -> Result<Erased, SourceError> {
         let mut out = Erased::default();
-        for id in Self::visitor_ids(subject) {
+        for who in Self::whos(subject) {
             for site in self.analytics.sites() {
-                out.deleted += self
-                    .analytics
-                    .erase_visitor(site.id, id)
-                    .await
-                    .map_err(err)?
-                    .unwrap_or(0);
+                let erased = match who {
+                    Who::Visitor(id) => self.analytics.erase_visitor(site.id, id).await,
+                    Who::User(id) => self.analytics.erase_user(site.id, id).await,
+                };
+                out.deleted += erased.map_err(err)?.unwrap_or(0);
             }
         }
         if out.deleted > 0 {

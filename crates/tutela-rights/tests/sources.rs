@@ -31,6 +31,8 @@ use tutela_store::{ConsentCategory, ConsentRecord, Store};
 use tutela_vault::{Actor, BatchItem, IdentifierInput, RecordInput, Vault, VaultKeys};
 
 const ALICE_VISITOR: &str = "a11ce0000000beef";
+/// Alice's account id on the platform: the user id its pages give the tracker.
+const ALICE_ACCOUNT: &str = "acct-alice-42";
 const BOB_VISITOR: &str = "b0b0b0b0b0b0b0b0";
 const OTHER_VISITOR: &str = "0123456789abcdef";
 const CAROL_VISITOR: &str = "c0c0c0c0c0c0c0c0";
@@ -135,8 +137,14 @@ fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
 
 /// One page view of `visitor` on `page`, through the real pipeline (minimisation, queue, writer).
 async fn hit(analytics: &Analytics, visitor: &str, page: &str) -> Prepared {
+    hit_as(analytics, visitor, None, page).await
+}
+
+/// The same, from a visitor signed in as `uid` (Matomo's `setUserId`).
+async fn hit_as(analytics: &Analytics, visitor: &str, uid: Option<&str>, page: &str) -> Prepared {
+    let uid = uid.map(|u| format!("&uid={u}")).unwrap_or_default();
     let query = format!(
-        "idsite=1&rec=1&url=http%3A%2F%2Flocalhost%2F{page}%3Fsecret%3D1&action_name={page}&_id={visitor}"
+        "idsite=1&rec=1&url=http%3A%2F%2Flocalhost%2F{page}%3Fsecret%3D1&action_name={page}&_id={visitor}{uid}"
     );
     let raw = RawHit::from_query(&query);
     let client = Client {
@@ -321,6 +329,18 @@ async fn run(platform_url: &str, data_dir: &Path) {
     ] {
         assert!(matches!(hit(&analytics, v, page).await, Prepared::Track(_)));
     }
+    // Signed in, Alice's hits are counted under her user id (her account id), not her cookie.
+    assert!(matches!(
+        hit_as(
+            &analytics,
+            ALICE_VISITOR,
+            Some(ALICE_ACCOUNT),
+            "alice-signed-in"
+        )
+        .await,
+        Prepared::Track(_)
+    ));
+    assert_eq!(events_of(&analytics, ALICE_VISITOR).await, 2);
     // Consent records: Alice granted analytics, then someone else refused.
     let t = Timestamp::now().as_second();
     store
@@ -362,6 +382,7 @@ async fn run(platform_url: &str, data_dir: &Path) {
                 ALICE_VISITOR.to_ascii_uppercase(),
             ),
             (IdentifierKind::ConsentId, ALICE_CONSENT.into()),
+            (IdentifierKind::AccountId, ALICE_ACCOUNT.into()),
         ],
         after_death: None,
     };
@@ -382,9 +403,10 @@ async fn run(platform_url: &str, data_dir: &Path) {
     let name = vault_recs.iter().find(|r| r["category"] == "name").unwrap();
     assert_eq!(name["purpose"], "recruitment");
     assert_eq!(name["fields"]["name"], "Alice Vaultname");
-    // Analytics: Alice's two page views, minimised (no query string, half IP), not Bob's.
+    // Analytics: Alice's page views, minimised (no query string, half IP), not Bob's: two by
+    // her cookie, one by her user id.
     let events = of("analytics");
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
     let mut urls: Vec<&str> = events
         .iter()
         .map(|e| e["fields"]["url"].as_str().unwrap())
@@ -394,6 +416,7 @@ async fn run(platform_url: &str, data_dir: &Path) {
         urls,
         [
             "http://localhost/alice-private-page",
+            "http://localhost/alice-signed-in",
             "http://localhost/pricing"
         ]
     );
@@ -428,15 +451,15 @@ async fn run(platform_url: &str, data_dir: &Path) {
             .iter()
             .any(|r| r["fields"]["name"] == "Alice Martin")
     );
-    assert_eq!(records.len(), 2 + 2 + 1 + 3);
+    assert_eq!(records.len(), 2 + 3 + 1 + 3);
     assert!(files.contains_key("analytics-analytics_events.csv"));
     assert!(files.contains_key("consent-consent_records.csv"));
     let csv = &files["analytics-analytics_events.csv"];
     assert!(csv.lines().next().unwrap().contains("url"));
-    assert_eq!(csv.lines().count(), 3, "header and two events");
+    assert_eq!(csv.lines().count(), 4, "header and three events");
     let report = &files["report.html"];
     assert!(
-        report.contains("analytics / analytics_events: 2"),
+        report.contains("analytics / analytics_events: 3"),
         "{report}"
     );
 
@@ -468,7 +491,7 @@ async fn run(platform_url: &str, data_dir: &Path) {
             .unwrap()
             .clone()
     };
-    assert_eq!(by_source("analytics")["deleted"], 2);
+    assert_eq!(by_source("analytics")["deleted"], 3);
     assert_eq!(by_source("vault")["deleted"], 1);
     assert!(
         by_source("vault")["kept"][0]["reason"]
@@ -491,6 +514,8 @@ async fn run(platform_url: &str, data_dir: &Path) {
     assert!(consent_kept["kept"][0]["until"].as_str().is_some());
     assert!(efiles["report.html"].contains("proof of consent"));
     assert_eq!(events_of(&analytics, ALICE_VISITOR).await, 0);
+    let signed_in = analytics.user_events(1, ALICE_ACCOUNT).await.unwrap();
+    assert_eq!(signed_in.unwrap().len(), 0);
     assert_eq!(
         events_of(&analytics, OTHER_VISITOR).await,
         1,

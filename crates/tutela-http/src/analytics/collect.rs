@@ -120,11 +120,29 @@ pub(crate) fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)>
 }
 
 fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
-    if let Some(name) = &state.analytics.analytics.settings.client_ip_header
-        && let Some(v) = header_str(headers, name)
-        && let Some(ip) = v
-            .split(',')
-            .next()
+    client_ip_from(
+        state
+            .analytics
+            .analytics
+            .settings
+            .client_ip_header
+            .as_deref(),
+        headers,
+        peer,
+    )
+}
+
+/// The client's address: the socket peer, or, behind a proxy (`client_ip_header`), the last
+/// entry of that header — the one the proxy itself added. Earlier entries come from the client
+/// and can say anything; the console reads `X-Forwarded-For` the same way.
+fn client_ip_from(header: Option<&str>, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+    if let Some(name) = header
+        && let Some(ip) = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
             .and_then(|s| s.trim().parse::<IpAddr>().ok())
     {
         return ip;
@@ -502,4 +520,37 @@ pub(crate) async fn optout_post(
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_a_proxy_the_client_address_is_the_entry_the_proxy_added() {
+        let peer: Option<SocketAddr> = Some("10.0.0.2:4000".parse().unwrap());
+        let mut h = HeaderMap::new();
+        // No header configured: the socket peer, whatever the request says.
+        h.insert("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        assert_eq!(
+            client_ip_from(None, &h, peer),
+            "10.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        // A client-supplied entry, then the one the proxy appended.
+        h.insert("x-forwarded-for", "1.2.3.4, 203.0.113.9".parse().unwrap());
+        let ip = client_ip_from(Some("x-forwarded-for"), &h, peer);
+        assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        // A second header line from the proxy comes last.
+        h.append("x-forwarded-for", "2001:db8::1".parse().unwrap());
+        let ip = client_ip_from(Some("x-forwarded-for"), &h, peer);
+        assert_eq!(ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+        // Garbage falls back to the peer.
+        h.insert("x-real-ip", "not an address".parse().unwrap());
+        let ip = client_ip_from(Some("x-real-ip"), &h, peer);
+        assert_eq!(ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip_from(Some("x-real-ip"), &h, None),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+    }
 }
