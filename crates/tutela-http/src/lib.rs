@@ -197,8 +197,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(vault_api::routes())
         .merge(consent::routes())
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn(middleware::observe))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn(middleware::edge))
         .layer(axum::extract::DefaultBodyLimit::max(
             middleware::DEFAULT_BODY_LIMIT,
         ))

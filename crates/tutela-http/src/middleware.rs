@@ -16,9 +16,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
+/// Sets the security headers every response carries, keeping any a handler set itself.
+pub(crate) fn add_security_headers(h: &mut axum::http::HeaderMap) {
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.entry(name).or_insert(HeaderValue::from_static(value));
     };
@@ -36,6 +35,14 @@ pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
         HeaderName::from_static("cross-origin-opener-policy"),
         "same-origin",
     );
+}
+
+/// The one middleware around every route: [`observe`], then the security headers on the way
+/// out. One `from_fn` layer instead of two: each such layer clones the inner service, boxes a
+/// `Next` and a future per request (~3 allocations), which showed in the single-hit profile.
+pub(crate) async fn edge(req: Request, next: Next) -> Response {
+    let mut res = observe(req, next).await;
+    add_security_headers(res.headers_mut());
     res
 }
 
@@ -86,7 +93,7 @@ fn status_label(status: StatusCode) -> &'static str {
 /// concrete path or query string, which may carry identifiers), status and duration. Never the
 /// client address, user agent, cookies or bodies. The metric labels are `'static` strings: no
 /// allocation for them per request.
-pub(crate) async fn observe(req: Request, next: Next) -> Response {
+async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
     let route = req
@@ -129,5 +136,29 @@ mod tests {
         assert!(std::ptr::eq(a, b), "one copy per template");
         assert_eq!(status_label(StatusCode::NO_CONTENT), "204");
         assert_eq!(status_label(StatusCode::from_u16(999).unwrap()), "999");
+    }
+
+    /// The security headers are added once each, after what the handler set (kept as it is).
+    #[test]
+    fn security_headers_keep_what_the_handler_set() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
+        add_security_headers(&mut h);
+        add_security_headers(&mut h);
+        assert_eq!(h.len(), 6);
+        assert_eq!(h[header::X_FRAME_OPTIONS], "SAMEORIGIN");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP);
+        assert_eq!(h["cross-origin-opener-policy"], "same-origin");
+        assert!(
+            h["permissions-policy"]
+                .to_str()
+                .unwrap()
+                .contains("camera=()")
+        );
     }
 }

@@ -127,8 +127,23 @@ async fn privacy_notice_negotiates_language() {
 #[tokio::test]
 async fn every_response_carries_security_headers() {
     let t = app().await;
-    for uri in ["/privacy", "/healthz", "/api/v1/register", "/nope"] {
+    for uri in [
+        "/privacy",
+        "/healthz",
+        "/api/v1/register",
+        "/nope",
+        "/matomo.php?idsite=1&rec=1&send_image=0",
+    ] {
         let a = get(&t.app, uri, &[]).await;
+        for name in [
+            header::CONTENT_SECURITY_POLICY,
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::REFERRER_POLICY,
+            header::X_FRAME_OPTIONS,
+        ] {
+            assert_eq!(a.headers.get_all(&name).iter().count(), 1, "{uri}: {name}");
+        }
+        assert_eq!(a.headers[header::X_FRAME_OPTIONS], "DENY", "{uri}");
         let csp = a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
         assert!(csp.contains("default-src 'none'"), "{uri}: {csp}");
