@@ -46,6 +46,7 @@ pub use vault::{
     VaultTx,
 };
 pub use vault_batch::BatchTx;
+pub use vault_pg::{PurgeSlice, PurgeStep};
 
 /// Errors of the store. Messages never contain personal data.
 #[derive(Debug, thiserror::Error)]

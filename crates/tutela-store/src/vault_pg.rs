@@ -500,33 +500,115 @@ impl PgSession {
     }
 }
 
+/// Which expired records one PostgreSQL purge batch may take ([`VaultTx::purge_expired_slice`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurgeSlice {
+    /// This worker's part of the subjects, `0..parts`: a record belongs to part
+    /// `hashtext(subject_id) mod parts`, so all of a subject's records belong to the same part.
+    pub part: u32,
+    /// How many parts the subjects are split into (1: no split).
+    pub parts: u32,
+    /// Only deadlines at or after this one (the previous batch's last deadline): the batch
+    /// starts where the previous one stopped instead of skipping its deleted index entries.
+    pub from_deadline: Option<i64>,
+}
+
+impl PurgeSlice {
+    /// Everything, from the earliest deadline.
+    pub const ALL: PurgeSlice = PurgeSlice {
+        part: 0,
+        parts: 1,
+        from_deadline: None,
+    };
+}
+
+/// What one PostgreSQL purge batch did, and where the next one starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PurgeStep {
+    pub batch: PurgedBatch,
+    /// Expired records the batch picked (those put on legal hold meanwhile are picked but kept):
+    /// fewer than the limit means nothing more was expired when the batch started.
+    pub picked: u64,
+    /// The latest deadline among the deleted records.
+    pub last_deadline: Option<i64>,
+}
+
 impl VaultTx {
     /// PostgreSQL: deletes up to `limit` records past their deadline (not on legal hold) and
     /// shreds the subjects this leaves without any record, in one statement.
+    pub(crate) async fn purge_expired_pg(&mut self, now: i64, limit: i64) -> Result<PurgedBatch> {
+        Ok(self
+            .purge_expired_slice(now, limit, PurgeSlice::ALL)
+            .await?
+            .batch)
+    }
+
+    /// PostgreSQL: deletes up to `limit` records of `slice` past their deadline (not on legal
+    /// hold) and shreds the subjects this leaves without any record, in one statement.
     ///
     /// The ids come from the deadline index as one array (`= ANY(ARRAY(…))`): written as
     /// `id IN (SELECT …)`, PostgreSQL planned a hash semi-join over a sequential scan of the
     /// whole table for every batch; with the array it looks the rows up through the primary
-    /// key, in id order. Nothing but the per-purpose counts crosses the connection (the first
-    /// version returned the 100,000 deleted rows of a batch to the client, and then sent their
-    /// subjects back 500 at a time to find and shred the emptied ones).
+    /// key, in id order. Nothing but the counts crosses the connection (the first version
+    /// returned the 100,000 deleted rows of a batch to the client, and then sent their subjects
+    /// back 500 at a time to find and shred the emptied ones).
+    ///
+    /// The `DELETE` checks the deadline and the hold again: a hold placed by a transaction
+    /// that commits while this statement waits for the record's row lock wins (PostgreSQL
+    /// re-evaluates the `DELETE`'s own conditions on the updated row; the array of ids alone
+    /// would have deleted it). Such a record is picked but neither deleted nor counted.
     ///
     /// A subject is emptied when the batch deleted as many of its records as the statement's
     /// snapshot shows it to have (the deleted rows are still visible to the statement's own
     /// queries, so the count is taken before the deletion); its identifiers, events and
-    /// subject row (the wrapped key: crypto-shredding) are deleted by the same statement. A
-    /// record written concurrently for such a subject is not in that count: the subject's
-    /// deletion then waits for the writer's lock on the subject row, and the reference check on
-    /// `vault_subjects` (migration 0012) fails the batch, which is rolled back whole and done
-    /// again by the next run.
-    pub(crate) async fn purge_expired_pg(&mut self, now: i64, limit: i64) -> Result<PurgedBatch> {
-        let rows = sqlx::query(
-            "WITH doomed AS MATERIALIZED ( \
-                 DELETE FROM vault_records WHERE id = ANY(ARRAY(SELECT id FROM vault_records \
-                 WHERE deadline <= $1 AND legal_hold = FALSE ORDER BY deadline LIMIT $2)) \
-                 RETURNING subject_id, purpose), \
+    /// subject row (the wrapped key: crypto-shredding) are deleted by the same statement. The
+    /// counts are probed in the order of the subjects' first deleted record, i.e. in heap order,
+    /// so that the probes mostly find the pages the deletion has just visited. A record written
+    /// concurrently for such a subject is not in that count: the subject's deletion then waits
+    /// for the writer's lock on the subject row, and the reference check on `vault_subjects`
+    /// (migration 0012) fails the batch, which is rolled back whole and done again by the next
+    /// run.
+    ///
+    /// With `slice.parts` > 1, batches of different parts touch disjoint sets of subjects
+    /// (their records, identifiers, events and subject rows), so they can run at the same time
+    /// on different connections: each one's emptiness count sees every record of its subjects
+    /// that another transaction could delete only if that transaction is of the same part.
+    pub async fn purge_expired_slice(
+        &mut self,
+        now: i64,
+        limit: i64,
+        slice: PurgeSlice,
+    ) -> Result<PurgeStep> {
+        if self.engine != crate::Engine::Postgres {
+            return Err(StoreError::Database(sqlx::Error::Protocol(
+                "purge_expired_slice is PostgreSQL's".into(),
+            )));
+        }
+        let parts = i64::from(slice.parts.max(1));
+        let part = i64::from(slice.part);
+        if part >= parts {
+            return Err(StoreError::Database(sqlx::Error::Protocol(
+                "purge slice out of range".into(),
+            )));
+        }
+        // The split condition only when there is a split (it costs a hash per candidate row).
+        let split = if parts > 1 {
+            "AND mod(hashtext(subject_id) & 2147483647, $4) = $5"
+        } else {
+            "AND $4::BIGINT > $5::BIGINT"
+        };
+        let sql = format!(
+            "WITH picked AS MATERIALIZED ( \
+                 SELECT ARRAY(SELECT id FROM vault_records \
+                 WHERE deadline <= $1 AND deadline >= $3 AND legal_hold = FALSE {split} \
+                 ORDER BY deadline LIMIT $2) AS ids), \
+             doomed AS MATERIALIZED ( \
+                 DELETE FROM vault_records WHERE id = ANY((SELECT ids FROM picked)::BIGINT[]) \
+                 AND deadline <= $1 AND legal_hold = FALSE \
+                 RETURNING id, subject_id, purpose, deadline), \
              touched AS MATERIALIZED ( \
-                 SELECT subject_id, COUNT(*) AS n FROM doomed GROUP BY subject_id), \
+                 SELECT subject_id, COUNT(*) AS n FROM doomed GROUP BY subject_id \
+                 ORDER BY min(id)), \
              emptied AS MATERIALIZED ( \
                  SELECT t.subject_id AS id FROM touched t WHERE t.n = \
                  (SELECT COUNT(*) FROM vault_records r WHERE r.subject_id = t.subject_id)), \
@@ -536,20 +618,31 @@ impl VaultTx {
                  DELETE FROM vault_events v USING emptied e WHERE v.subject_id = e.id), \
              gone_subjects AS ( \
                  DELETE FROM vault_subjects s USING emptied e WHERE s.id = e.id RETURNING 1) \
-             SELECT purpose, COUNT(*) AS n, (SELECT COUNT(*) FROM gone_subjects) AS shredded \
-             FROM doomed GROUP BY purpose",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let mut batch = PurgedBatch::default();
+             SELECT p.purpose, p.n, s.shredded, s.picked, s.last FROM ( \
+                 SELECT (SELECT COUNT(*) FROM gone_subjects) AS shredded, \
+                 (SELECT cardinality(ids)::BIGINT FROM picked) AS picked, \
+                 (SELECT max(deadline) FROM doomed) AS last) s \
+             LEFT JOIN (SELECT purpose, COUNT(*) AS n FROM doomed GROUP BY purpose) p ON TRUE"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit)
+            .bind(slice.from_deadline.unwrap_or(i64::MIN))
+            .bind(parts)
+            .bind(part)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut step = PurgeStep::default();
         for r in &rows {
-            let n = r.try_get::<i64, _>(1)? as u64;
-            batch.per_purpose.insert(r.try_get(0)?, n);
-            batch.records += n;
-            batch.subjects_shredded = r.try_get::<i64, _>(2)? as u64;
+            step.batch.subjects_shredded = r.try_get::<i64, _>(2)? as u64;
+            step.picked = r.try_get::<Option<i64>, _>(3)?.unwrap_or(0) as u64;
+            step.last_deadline = r.try_get(4)?;
+            if let Some(purpose) = r.try_get::<Option<String>, _>(0)? {
+                let n = r.try_get::<i64, _>(1)? as u64;
+                step.batch.per_purpose.insert(purpose, n);
+                step.batch.records += n;
+            }
         }
-        Ok(batch)
+        Ok(step)
     }
 }

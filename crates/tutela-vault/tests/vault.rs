@@ -721,7 +721,12 @@ async fn expired_records_are_never_read_and_the_purge_deletes_them_except_on_leg
             .await
             .unwrap();
         assert_eq!(done.records, 4);
-        assert_eq!(done.batches, 2);
+        if env.store.engine() == Engine::Sqlite {
+            assert_eq!(done.batches, 2);
+        } else {
+            // Two workers, each over its half of the subjects, 2 records per batch.
+            assert!((2..=4).contains(&done.batches), "{} batches", done.batches);
+        }
         assert_eq!(done.subjects_shredded, 1, "the visitor had nothing left");
         assert_eq!(seen.last(), Some(&(4, 4)));
         assert_eq!(env.store.vault_counts().await.unwrap(), (1, 1, 1));

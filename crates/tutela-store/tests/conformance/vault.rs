@@ -1110,3 +1110,155 @@ async fn references_to_subjects_are_enforced() {
     })
     .await;
 }
+
+/// PostgreSQL's purge: a legal hold committed while a batch waits for the record's row lock
+/// wins (the record is picked but kept, the counts leave it out, its subject is not shredded);
+/// batches of different slices run at the same time on two connections, each batch starting at
+/// the previous one's last deadline, and together delete exactly the expired records and shred
+/// exactly the emptied subjects.
+#[tokio::test]
+async fn pg_purge_slices_run_concurrently_and_a_hold_placed_during_a_batch_wins() {
+    use tutela_store::PurgeSlice;
+    let Some(t) = crate::support::TestStore::postgres().await else {
+        return;
+    };
+    let store = t.store.clone();
+    // 40 subjects with 3 expired records each (deadlines 10, 20, 30); s00 also has one waiting
+    // for an anchor event, so it is never emptied. Each subject has an identifier, s01 an event.
+    let subjects: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    let mut tx = store.vault_begin().await.unwrap();
+    tx.insert_subjects(&subjects.iter().map(|s| subject(s, "k")).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    tx.insert_identifiers(
+        &subjects
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StoredIdentifier {
+                blind_index: vec![i as u8; 32],
+                subject_id: s.clone(),
+                kind: "email".into(),
+                created_at: 1,
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    tx.record_event("s01", "support", "last_contact", 5, true)
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    for s in &subjects {
+        records.push(record(s, "support", "email", Some(10)));
+        records.push(record(s, "audience_statistics", "page_url", Some(20)));
+        records.push(record(s, "support", "email", Some(30)));
+    }
+    records.push(record("s00", "support", "email", None));
+    let ids = tx.insert_records(&records, 1).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // 1. A hold on s02's first record, not yet committed when the batch starts.
+    let held = ids[6];
+    let mut hold = store.pool_for_tests().begin().await.unwrap();
+    sqlx::query("UPDATE vault_records SET legal_hold = TRUE WHERE id = $1")
+        .bind(held)
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let purge = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.vault_begin().await.unwrap();
+            // Deadline 10 only: one record of each subject.
+            let step = tx
+                .purge_expired_slice(10, 1000, PurgeSlice::ALL)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            step
+        })
+    };
+    // Wait until the batch waits for the hold's row lock, then commit the hold.
+    let mut waited = false;
+    for _ in 0..500 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%doomed%'",
+        )
+        .fetch_one(store.pool_for_tests())
+        .await
+        .unwrap();
+        if n > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waited, "the purge batch never waited for the hold's lock");
+    hold.commit().await.unwrap();
+    let step = purge.await.unwrap();
+    assert_eq!(step.picked, 40, "the held record was picked");
+    assert_eq!(step.batch.records, 39, "but not deleted");
+    assert_eq!(step.batch.per_purpose.get("support"), Some(&39));
+    assert_eq!(step.batch.subjects_shredded, 0);
+    assert_eq!(step.last_deadline, Some(10));
+    let kept = store.vault_record("s02", held, 0).await.unwrap().unwrap();
+    assert!(kept.legal_hold);
+
+    // 2. Two slices at the same time, 7 records per batch, until each picks a short batch.
+    let run = |part: u32| {
+        let store = store.clone();
+        async move {
+            let mut total = tutela_store::PurgedBatch::default();
+            let mut from_deadline = None;
+            loop {
+                let mut tx = store.vault_begin().await.unwrap();
+                let slice = PurgeSlice {
+                    part,
+                    parts: 2,
+                    from_deadline,
+                };
+                let step = tx.purge_expired_slice(100, 7, slice).await.unwrap();
+                tx.commit().await.unwrap();
+                for (p, n) in step.batch.per_purpose {
+                    *total.per_purpose.entry(p).or_default() += n;
+                }
+                total.records += step.batch.records;
+                total.subjects_shredded += step.batch.subjects_shredded;
+                if let Some(d) = step.last_deadline {
+                    assert!(from_deadline.is_none_or(|f| d >= f), "deadline order");
+                }
+                from_deadline = step.last_deadline.or(from_deadline);
+                if step.picked < 7 {
+                    return total;
+                }
+            }
+        }
+    };
+    let (a, b) = tokio::join!(run(0), run(1));
+    assert!(a.records > 0 && b.records > 0, "both slices had work");
+    assert_eq!(
+        a.records + b.records,
+        80,
+        "the two later records of each subject"
+    );
+    assert_eq!(
+        a.per_purpose.get("support").copied().unwrap_or(0)
+            + b.per_purpose.get("support").copied().unwrap_or(0),
+        40
+    );
+    // Emptied: every subject but s00 (a record without deadline) and s02 (the held one).
+    assert_eq!(a.subjects_shredded + b.subjects_shredded, 38);
+    assert_eq!(store.vault_counts().await.unwrap(), (2, 2, 2));
+    assert!(store.vault_subject("s00").await.unwrap().is_some());
+    assert!(store.vault_subject("s02").await.unwrap().is_some());
+    assert!(store.vault_subject("s01").await.unwrap().is_none());
+    assert!(
+        store
+            .vault_events(&["s01".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    t.cleanup().await;
+}
