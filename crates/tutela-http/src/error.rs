@@ -111,6 +111,13 @@ impl From<tutela_vault::VaultError> for ApiError {
             }
             V::EventNotApplicable { .. } => ErrorCode::EventNotApplicable,
             V::InvalidInput(_) | V::Deadline(_) => ErrorCode::BadRequest,
+            // A master-key rotation happened since this node started: it refuses (nothing is
+            // written) until it is restarted with the new key file. Not a 500: the data is safe
+            // and the operator's fix is known, and the message says it.
+            V::MasterKeyRotated | V::UnknownMasterKey(_) | V::WrappingKeyMismatch { .. } => {
+                tracing::error!(error = %e, "vault refused: master key rotated");
+                ErrorCode::Unavailable
+            }
             V::Store(_) | V::Crypto(_) => return ApiError::internal("vault", &e),
         };
         // Vault messages never hold personal data (identifiers, payloads).

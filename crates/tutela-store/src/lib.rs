@@ -72,7 +72,29 @@ pub enum StoreError {
     },
 }
 
+/// The start of the message of the database's refusal to store a subject key wrapped by another
+/// master key than the current one (migration 0015, both engines).
+const STALE_MASTER_KEY: &str = "tutela: stale master key";
+/// The SQLSTATE of that refusal on PostgreSQL.
+const STALE_MASTER_KEY_SQLSTATE: &str = "TUK01";
+
 impl StoreError {
+    /// Whether the database refused to store a subject key wrapped by a master key that is not
+    /// the current one (`tutela keys rotate` switched to a new key while this process kept the
+    /// old one): see [`Store::vault_wrapping_key`]. Nothing of the transaction was committed.
+    pub fn is_stale_master_key(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.code().as_deref() == Some(STALE_MASTER_KEY_SQLSTATE)
+                    || e.message().contains(STALE_MASTER_KEY)
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(m))) => {
+                m.contains(STALE_MASTER_KEY)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the error is a unique-constraint violation (e.g. two writers inserting the same
     /// blind index at the same moment).
     pub fn is_unique_violation(&self) -> bool {

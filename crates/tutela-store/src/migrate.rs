@@ -37,6 +37,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     10 "0010_analytics_chunks",
     11 "0011_analytics_visitor_days_pk_only",
     13 "0013_analytics_visitor_watermark",
+    15 "0015_vault_wrapping_key",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -50,6 +51,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     10 "0010_analytics_chunks",
     11 "0011_analytics_visitor_days_pk_only",
     12 "0012_vault_subject_refs",
+    15 "0015_vault_wrapping_key",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.

@@ -418,6 +418,63 @@ impl Store {
             .collect()
     }
 
+    /// The master key that wraps new subject keys, as the database knows it (migration 0015):
+    /// None until a node recorded its key or a rotation switched to a new one. The database
+    /// refuses to store a subject key wrapped by any other key (the error is
+    /// [`StoreError::is_stale_master_key`](crate::StoreError::is_stale_master_key)).
+    pub async fn vault_wrapping_key(&self) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT current_key_id FROM vault_wrapping_key WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        })
+    }
+
+    /// Makes `new_key_id` the master key that wraps new subject keys, if the current one is
+    /// unset, `new_key_id` already, or one of `from`; returns the current key after the call
+    /// (`new_key_id` when it succeeded, otherwise the key that is current and was left alone).
+    ///
+    /// From its commit on, the database refuses a subject key wrapped by any other key, in
+    /// the writer's transaction. On PostgreSQL the switch holds `vault_wrapping_key` in
+    /// EXCLUSIVE mode, so it waits for the writers that checked the old key to commit (their
+    /// subjects are then visible to whatever runs after the switch: the re-wrap finds them);
+    /// on SQLite writers are serialised anyway.
+    pub async fn vault_switch_wrapping_key(
+        &self,
+        from: &[String],
+        new_key_id: &str,
+        now: i64,
+    ) -> Result<String> {
+        let mut tx = self.begin_write().await?;
+        if self.engine() == Engine::Postgres {
+            sqlx::query("LOCK TABLE vault_wrapping_key IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let current: Option<String> =
+            sqlx::query("SELECT current_key_id FROM vault_wrapping_key WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        match current {
+            Some(c) if c == new_key_id => Ok(c),
+            Some(c) if !from.contains(&c) => Ok(c),
+            _ => {
+                sqlx::query(
+                    "UPDATE vault_wrapping_key SET current_key_id = $1, changed_at = $2 WHERE id = 1",
+                )
+                .bind(new_key_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(new_key_id.to_string())
+            }
+        }
+    }
+
     /// Subjects whose key was wrapped by another master key than `current_key_id`.
     pub async fn vault_subjects_to_rewrap(
         &self,

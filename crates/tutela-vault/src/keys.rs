@@ -9,8 +9,8 @@
 use std::fmt;
 
 use tutela_crypto::{
-    BlindIndexer, CryptoError, KeyId, Keyring, MasterKey, SubKey, SubKeyPurpose, SubjectKey,
-    Zeroizing, commit_subject, wrap_subject_key,
+    BlindIndexer, KeyId, Keyring, MasterKey, SubKey, SubKeyPurpose, SubjectKey, Zeroizing,
+    commit_subject, wrap_subject_key,
 };
 
 use crate::Result;
@@ -116,7 +116,7 @@ impl VaultKeys {
             .keks
             .iter()
             .find(|k| k.master_id() == id)
-            .ok_or(CryptoError::UnknownKeyId(id))?;
+            .ok_or_else(|| crate::VaultError::UnknownMasterKey(id.to_hex()))?;
         Ok(tutela_crypto::unwrap_subject_key(
             kek,
             subject_id.as_bytes(),
@@ -144,15 +144,49 @@ impl fmt::Debug for VaultKeys {
 }
 
 impl crate::Vault {
-    /// After a master-key rotation (the keyring's current key is the new one, the old ones are
-    /// in `previous`): re-wraps every subject key that another key wrapped, in batches, with
-    /// a compare-and-set so a concurrent change is never lost. Sealed records are not touched.
-    /// Appends one `keys_rotated` audit entry. Returns the number of keys re-wrapped.
+    /// Makes the keyring's current master key the one the database wraps new subject keys with
+    /// (step 1 of a rotation, after the new key file is written), if the database's is unset,
+    /// this key already, or one of the keyring's previous keys. From then on the database
+    /// refuses a new subject wrapped by any other key: a process still running with an old key
+    /// file gets [`crate::VaultError::MasterKeyRotated`] instead of writing a subject that
+    /// would become unreadable. Fails with [`crate::VaultError::WrappingKeyMismatch`] when the
+    /// database already uses another key.
+    pub async fn switch_wrapping_key(&self) -> Result<()> {
+        let current = self.keys.current_key_id().to_hex();
+        let from: Vec<String> = self
+            .keys
+            .ring
+            .previous
+            .iter()
+            .map(|k| k.id().to_hex())
+            .collect();
+        let now = self.now().as_second();
+        let database = self
+            .store
+            .vault_switch_wrapping_key(&from, &current, now)
+            .await?;
+        if database == current {
+            Ok(())
+        } else {
+            Err(crate::VaultError::WrappingKeyMismatch { database })
+        }
+    }
+
+    /// A master-key rotation's step 2 (the keyring's current key is the new one, the old ones
+    /// are in `previous`): switches the database to the current key if that was not done yet
+    /// ([`Self::switch_wrapping_key`]), then re-wraps every subject key that another key
+    /// wrapped, in batches, with a compare-and-set so a concurrent change is never lost, until
+    /// none is left. Sealed records are not touched. Appends one `keys_rotated` audit entry.
+    /// Returns the number of keys re-wrapped.
+    ///
+    /// Once this returns, no subject key is wrapped by another key and none can be any more
+    /// (the database refuses it), so the old keys may leave the key file.
     pub async fn rewrap_subject_keys(
         &self,
         actor: &crate::Actor,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<u64> {
+        self.switch_wrapping_key().await?;
         let current = self.keys.current_key_id().to_hex();
         let counts = self.store.vault_key_counts().await?;
         let total: u64 = counts
@@ -188,6 +222,21 @@ impl crate::Vault {
                         .into(),
                 ));
             }
+        }
+        // The listing above ran after the switch, and nothing can be wrapped by another key
+        // since: this is a check, not a wait.
+        let left: u64 = self
+            .store
+            .vault_key_counts()
+            .await?
+            .iter()
+            .filter(|(k, _)| **k != current)
+            .map(|(_, n)| *n)
+            .sum();
+        if left > 0 {
+            return Err(crate::VaultError::InvalidInput(format!(
+                "{left} subject keys are still wrapped by an old master key; run the rotation again"
+            )));
         }
         let now = self.now();
         let from: Vec<String> = counts.keys().filter(|k| **k != current).cloned().collect();

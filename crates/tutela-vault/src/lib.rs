@@ -96,10 +96,44 @@ pub enum VaultError {
     },
     #[error("cannot compute a deadline: {0}")]
     Deadline(#[from] DeadlineError),
+    /// The database wraps new subject keys with another master key than this process's
+    /// (`tutela keys rotate` ran since it started): nothing was written. The process must be
+    /// restarted with the new key file.
+    #[error(
+        "the vault's master key was rotated (`tutela keys rotate`) and this Tutela process still \
+         holds the old one: nothing was written. Restart it with the new key file"
+    )]
+    MasterKeyRotated,
+    /// A subject key is wrapped by a master key this process's key file does not hold (the key
+    /// was rotated since it started, or the key file is not the right one).
+    #[error(
+        "a subject key is wrapped by master key {0}, which this Tutela process does not hold: the \
+         master key was probably rotated (`tutela keys rotate`) since it started. Restart it with \
+         the new key file"
+    )]
+    UnknownMasterKey(String),
+    /// `tutela keys rotate`: the database already uses another master key than the keyring's
+    /// (another rotation switched it, or the key file is stale).
+    #[error(
+        "the database wraps subject keys with master key {database}, which is neither this key \
+         file's master key nor one it replaced: another rotation switched it, or this key file is \
+         out of date. Use the key file of the node that rotated"
+    )]
+    WrappingKeyMismatch { database: String },
     #[error("storage: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("cryptography: {0}")]
     Crypto(#[from] CryptoError),
+}
+
+impl From<StoreError> for VaultError {
+    fn from(e: StoreError) -> Self {
+        if e.is_stale_master_key() {
+            VaultError::MasterKeyRotated
+        } else {
+            VaultError::Store(e)
+        }
+    }
 }
 
 pub type Result<T, E = VaultError> = std::result::Result<T, E>;

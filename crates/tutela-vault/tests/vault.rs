@@ -1077,7 +1077,7 @@ async fn key_rotation_rewraps_subject_keys_and_keeps_indexes_and_commitments() {
         assert!(matches!(
             v1.read_subject(&actor(), "support", &subjects[3], ReadOptions::default())
                 .await,
-            Err(VaultError::Crypto(_))
+            Err(VaultError::UnknownMasterKey(_))
         ));
         // Nothing left to re-wrap.
         assert_eq!(
@@ -1088,6 +1088,179 @@ async fn key_rotation_rewraps_subject_keys_and_keeps_indexes_and_commitments() {
         );
         assert!(v3.verify_audit(None).await.unwrap().is_ok());
         drop(v2);
+    })
+    .await;
+}
+
+/// The bug this guards against: `tutela keys rotate` while `tutela serve` runs. The server's
+/// vault holds only the old master key and keeps creating subjects during and after the
+/// rotation; the rotation removes the old key from the key file once it has re-wrapped every
+/// subject it found. A subject the server wrapped under the old key after that would be
+/// unreadable for ever (and the server would not start again). Now the database refuses those
+/// writes with a typed error from the moment of the switch, and after the rotation every
+/// subject the server did create opens with the new key alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_while_a_server_with_the_old_key_keeps_writing_loses_nothing() {
+    on_each_engine(|env| async move {
+        let copy = |k: &MasterKey| MasterKey::from_env_value(&k.to_file_text()).unwrap();
+        let root = MasterKey::generate().unwrap();
+        let old = MasterKey::generate().unwrap();
+        let new = MasterKey::generate().unwrap();
+        let server = vault_over(
+            &env.store,
+            VaultKeys::new(Keyring::new(copy(&old)), &root).unwrap(),
+            &env.clock,
+        );
+        // What `tutela serve` does at start: record its key as the wrapping key.
+        server.switch_wrapping_key().await.unwrap();
+        let write = |v: Vault, i: u32| async move {
+            v.write_batch(
+                &actor(),
+                vec![BatchItem {
+                    subject_id: None,
+                    identifiers: vec![email(&format!("live{i}@example.com"))],
+                    records: vec![rec("support", "support_messages", json!({"i": i}))],
+                }],
+            )
+            .await
+            .map(|r| r[0].subject_id.clone())
+        };
+        let mut written = Vec::new();
+        for i in 0..20 {
+            written.push(write(server.clone(), i).await.unwrap());
+        }
+
+        // The server keeps writing while the rotation runs.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refused = Arc::new(AtomicI64::new(0));
+        let writer = {
+            let (server, stop, refused) = (server.clone(), stop.clone(), refused.clone());
+            tokio::spawn(async move {
+                let mut ok = Vec::new();
+                let mut i = 1000;
+                while !stop.load(Ordering::SeqCst) {
+                    match write(server.clone(), i).await {
+                        Ok(id) => ok.push(id),
+                        Err(VaultError::MasterKeyRotated) => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                    i += 1;
+                    tokio::task::yield_now().await;
+                }
+                ok
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let rotating = vault_over(
+            &env.store,
+            VaultKeys::new(
+                Keyring {
+                    current: copy(&new),
+                    previous: vec![copy(&old)],
+                },
+                &root,
+            )
+            .unwrap(),
+            &env.clock,
+        );
+        rotating
+            .rewrap_subject_keys(&Actor::new("cli:keys-rotate"), &mut |_, _| {})
+            .await
+            .unwrap();
+        // The server goes on after the rotation finished (the old key has left the file).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while refused.load(Ordering::SeqCst) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline && !writer.is_finished(),
+                "the server's writes after the switch must be refused"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        written.extend(writer.await.unwrap());
+        // Deterministically: a new subject from the server now is refused, typed.
+        assert!(matches!(
+            write(server.clone(), 99_999).await,
+            Err(VaultError::MasterKeyRotated)
+        ));
+        // Existing subjects it no longer holds the key of: typed too (HTTP 503, not 500).
+        assert!(matches!(
+            server
+                .read_subject(&actor(), "support", &written[0], ReadOptions::default())
+                .await,
+            Err(VaultError::UnknownMasterKey(_))
+        ));
+
+        // Every subject the server created opens with the new key file alone.
+        let after = vault_over(
+            &env.store,
+            VaultKeys::new(Keyring::new(copy(&new)), &root).unwrap(),
+            &env.clock,
+        );
+        let counts = env.store.vault_key_counts().await.unwrap();
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [(new.id().to_hex(), written.len() as u64)]
+        );
+        for sid in &written {
+            let view = after
+                .read_subject(&actor(), "support", sid, ReadOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(view.purposes[0].records.len(), 1);
+        }
+        // And the new key writes.
+        write(after.clone(), 123_456).await.unwrap();
+        drop(rotating);
+    })
+    .await;
+}
+
+/// A rotation's switch refuses a database that already uses another master key (another
+/// rotation won, or the key file is stale), and recording a key at start never overrides one.
+#[tokio::test]
+async fn the_wrapping_key_switch_refuses_a_key_file_left_behind() {
+    on_each_engine(|env| async move {
+        let copy = |k: &MasterKey| MasterKey::from_env_value(&k.to_file_text()).unwrap();
+        let root = MasterKey::generate().unwrap();
+        let (a, b, c) = (
+            MasterKey::generate().unwrap(),
+            MasterKey::generate().unwrap(),
+            MasterKey::generate().unwrap(),
+        );
+        let ring = |cur: &MasterKey, prev: &[&MasterKey]| {
+            vault_over(
+                &env.store,
+                VaultKeys::new(
+                    Keyring {
+                        current: copy(cur),
+                        previous: prev.iter().map(|k| copy(k)).collect(),
+                    },
+                    &root,
+                )
+                .unwrap(),
+                &env.clock,
+            )
+        };
+        ring(&a, &[]).switch_wrapping_key().await.unwrap();
+        // Two rotations of the same file: the first switches, the second is refused.
+        ring(&b, &[&a]).switch_wrapping_key().await.unwrap();
+        match ring(&c, &[&a]).switch_wrapping_key().await {
+            Err(VaultError::WrappingKeyMismatch { database }) => {
+                assert_eq!(database, b.id().to_hex())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ring(&a, &[]).switch_wrapping_key().await,
+            Err(VaultError::WrappingKeyMismatch { .. })
+        ));
+        assert_eq!(
+            env.store.vault_wrapping_key().await.unwrap(),
+            Some(b.id().to_hex())
+        );
     })
     .await;
 }

@@ -37,13 +37,17 @@ const HEADER: &str = "\
 ";
 
 pub const AFTER_HELP: &str = "Examples:
+  cp -p /var/lib/tutela/master.key /backup/master.key.$(date +%F)   # before rotating
   tutela keys status
   tutela keys rotate
   TUTELA_MASTER_KEY_FILE=/etc/tutela/master.key tutela keys rotate
 
-Rotation re-wraps every subject key under a new master key without re-encrypting any record.
-Stop every Tutela node first; afterwards copy the new key file to every node and back it up.
-Keep the old key file only as long as you keep database backups made before the rotation.";
+Rotation re-wraps every subject key under a new master key without re-encrypting any record,
+then removes the old master key from the key file. Before rotating, back up the key file: that
+copy is the only way to read database backups made before the rotation; keep it as long as you
+keep those backups, then destroy it. After rotating, back up the new key file and copy it to
+every node, and restart every node with it. A node still running with the old key file refuses
+vault writes that need the master key (HTTP 503) until it is restarted: nothing is lost.";
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -267,12 +271,45 @@ pub async fn load_or_create(path: &Path, store: &Store) -> anyhow::Result<KeyFil
         if !known.contains(id) {
             bail!(
                 "{n} subject keys were wrapped by master key {id}, which the key file {} does not hold: \
-                 is it the right key file?",
+                 is it the right key file? (If another node ran `tutela keys rotate`, copy its new key \
+                 file here.)",
                 path.display()
             );
         }
     }
+    check_wrapping_key(&keys, path, store).await?;
     Ok(keys)
+}
+
+/// Checks that the database wraps new subject keys with the key file's master key (recording
+/// it when the database has none yet: first start after migration 0015). Refuses a key file
+/// that a rotation left behind, and one whose rotation is unfinished.
+async fn check_wrapping_key(keys: &KeyFile, path: &Path, store: &Store) -> anyhow::Result<()> {
+    let master = keys.master.id().to_hex();
+    let database = match store.vault_wrapping_key().await? {
+        Some(k) => k,
+        None => {
+            let now = jiff::Timestamp::now().as_second();
+            store.vault_switch_wrapping_key(&[], &master, now).await?
+        }
+    };
+    if database == master {
+        return Ok(());
+    }
+    if keys.previous.iter().any(|k| k.id().to_hex() == database) {
+        bail!(
+            "a rotation of the master key is unfinished: the key file {} holds the new master key \
+             {master}, but the database still wraps subject keys with {database}. Run `tutela keys \
+             rotate` to finish it, then start Tutela",
+            path.display()
+        );
+    }
+    bail!(
+        "the database wraps subject keys with master key {database}, but the master key of the key \
+         file {} is {master}: the key was rotated (`tutela keys rotate`, perhaps on another node) and \
+         this key file is out of date. Copy the current key file to this node and start again",
+        path.display()
+    );
 }
 
 /// Opens the vault: the store, the register and the key file (created on first start).
@@ -313,15 +350,27 @@ pub fn run(cmd: KeysCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(store: &Store, path: &Path) -> anyhow::Result<ExitCode> {
+    let counts = store.vault_key_counts().await?;
+    let database = store.vault_wrapping_key().await?;
     if !path.exists() {
+        let held: u64 = counts.values().sum();
+        if held == 0 {
+            println!(
+                "key file: {} (absent: the vault is empty, so the first `tutela serve` creates it)",
+                path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         println!(
-            "key file: {} (absent: created on first `tutela serve`)",
-            path.display()
+            "key file: {} is MISSING, but the vault holds {held} subjects (master keys: {}).\n\
+             Tutela will not start without it and will not create a new one (it could not read \
+             them): restore the key file from your backup, or point TUTELA_MASTER_KEY_FILE at it.",
+            path.display(),
+            counts.keys().cloned().collect::<Vec<_>>().join(", ")
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::FAILURE);
     }
     let keys = KeyFile::load(path)?;
-    let counts = store.vault_key_counts().await?;
     println!("key file: {}", path.display());
     println!(
         "index root: {} (stable: blind indexes, audit commitments)",
@@ -335,53 +384,110 @@ async fn status(store: &Store, path: &Path) -> anyhow::Result<ExitCode> {
     for p in &keys.previous {
         show("previous", p);
     }
+    let master = keys.master.id().to_hex();
+    match &database {
+        None => println!(
+            "database: no wrapping key recorded yet (the next `tutela serve` records {master})"
+        ),
+        Some(d) => println!("database: wraps new subject keys with master key {d}"),
+    }
     if !keys.previous.is_empty() {
         println!("a rotation is unfinished: run `tutela keys rotate` to complete it");
+    } else if database.as_ref().is_some_and(|d| *d != master) {
+        println!(
+            "this key file is OUT OF DATE: the database uses another master key (rotated elsewhere?); \
+             copy the current key file here"
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn rotate(ctx: &Context, store: &Store, path: &Path) -> anyhow::Result<ExitCode> {
     if !path.exists() {
+        let held: u64 = store.vault_key_counts().await?.values().sum();
+        if held > 0 {
+            bail!(
+                "there is no key file at {} but the vault holds {held} subjects: restore the key \
+                 file from your backup (or point TUTELA_MASTER_KEY_FILE at it) before rotating",
+                path.display()
+            );
+        }
         bail!(
             "there is no key file at {} to rotate (it is created on the first `tutela serve`)",
             path.display()
         );
     }
+    let register = std::sync::Arc::new(crate::policy_cmd::load(&ctx.policy)?);
     let mut keys = KeyFile::load(path)?;
+    let database = store.vault_wrapping_key().await?;
     if keys.previous.is_empty() {
+        let old_id = keys.master.id().to_hex();
+        if let Some(d) = database.as_ref().filter(|d| **d != old_id) {
+            bail!(
+                "the database wraps subject keys with master key {d}, not with this key file's \
+                 {old_id}: the key was already rotated (perhaps on another node) and {} is out of \
+                 date. Copy the current key file here instead of rotating",
+                path.display()
+            );
+        }
         // Step 1: the new key goes into the file first, the old one kept as `previous`, so an
-        // interruption loses nothing: running the command again finishes the job.
+        // interruption loses nothing: running the command again finishes the job. Then the
+        // database is switched to it: from then on it refuses new subjects wrapped by the old
+        // key, which processes still running with the old file would otherwise write.
         let new = MasterKey::generate()?;
-        eprintln!("new master key {} replaces {}", new.id(), keys.master.id());
+        eprintln!(
+            "new master key {} replaces {old_id}\n\
+             (the old key leaves {} at the end: make sure you backed the file up before, if you \
+             keep database backups made before this rotation)",
+            new.id(),
+            path.display()
+        );
         let old = std::mem::replace(&mut keys.master, new);
         keys.previous.push(old);
         keys.write(path, true)?;
+        let vault = Vault::new(store.clone(), register.clone(), keys.vault_keys()?);
+        if let Err(e) = vault.switch_wrapping_key().await {
+            // Another rotation won the race (or the database failed): put the file back as it
+            // was, since the new key wrapped nothing — unless the switch did commit (an error
+            // after the commit): then the file must keep the new key, and running the command
+            // again finishes the rotation.
+            let new_id = keys.master.id().to_hex();
+            if store.vault_wrapping_key().await.ok().flatten().as_deref() == Some(new_id.as_str()) {
+                return Err(e).context(
+                    "the database was switched to the new master key, but the rotation stopped: \
+                     run `tutela keys rotate` again to finish it",
+                );
+            }
+            let mut back = keys;
+            back.master = back.previous.pop().expect("pushed above");
+            back.write(path, true)?;
+            return Err(e).context("the rotation was not started; the key file is unchanged");
+        }
     } else {
         eprintln!(
             "finishing the unfinished rotation to master key {}",
             keys.master.id()
         );
     }
-    let register = crate::policy_cmd::load(&ctx.policy)?;
-    let vault = Vault::new(
-        store.clone(),
-        std::sync::Arc::new(register),
-        keys.vault_keys()?,
-    );
+    let vault = Vault::new(store.clone(), register, keys.vault_keys()?);
+    // Step 2: re-wrap until no subject key is wrapped by an old key (the database is switched
+    // first if step 1 was interrupted before it).
     let mut bar = Progress::new("re-wrapping subject keys", std::io::stderr().is_terminal());
     let n = vault
         .rewrap_subject_keys(&operator(), &mut |d, t| bar.update(d, t))
         .await?;
     bar.finish();
-    // Step 2: the old keys are no longer needed by this database.
+    // Step 3: the old keys are no longer needed by this database.
     let old: Vec<String> = keys.previous.iter().map(|k| k.id().to_hex()).collect();
     keys.previous.clear();
     keys.write(path, true)?;
     eprintln!(
-        "re-wrapped {n} subject keys; {} now holds only master key {} (old: {}).\n\
-         Back up the new key file now and copy it to every node. Keep the old key only as long \
-         as database backups made before this rotation must stay readable.",
+        "re-wrapped {n} subject keys; {} now holds only master key {} (removed: {}).\n\
+         Back up the new key file now, copy it to every node and restart them: a node still \
+         running with the old key file answers vault writes with 503 until it is restarted.\n\
+         Database backups made before this rotation can be read only with the old key file: keep \
+         the copy you made before rotating as long as you keep those backups, then destroy it.",
         path.display(),
         keys.master.id(),
         old.join(", ")

@@ -627,6 +627,160 @@ fn vault_keys_retention_and_audit_commands() {
         "{err}"
     );
     assert!(!key_file.exists());
+    // `keys status` says so too, instead of promising a new key file on the next start.
+    let out = tutela()
+        .args(["--data-dir", data, "keys", "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("MISSING")
+            && text.contains("holds 1 subjects")
+            && !text.contains("created on"),
+        "{text}"
+    );
+}
+
+/// `tutela serve` that must refuse to start: returns what it logged.
+fn serve_refuses(data_dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut child = tutela()
+        .envs(env.iter().copied())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
+}
+
+/// `tutela keys rotate` while `tutela serve` runs (the bug: the server kept wrapping new
+/// subjects under the old key, which the rotation then removed from the key file). Now the
+/// server answers 503 with the reason instead of writing, a node with the old key file refuses
+/// to start, and after a restart with the new key file nothing is lost.
+#[test]
+fn keys_rotate_while_serving_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_path = dir.path().join("data");
+    let data = data_path.to_str().unwrap();
+    let key_file = data_path.join("master.key");
+    let old_key = dir.path().join("master.key.before-rotation");
+    let old_env = [
+        ("TUTELA_RETENTION_INTERVAL", "off"),
+        ("TUTELA_MASTER_KEY_FILE", old_key.to_str().unwrap()),
+    ];
+    let env = [("TUTELA_RETENTION_INTERVAL", "off")];
+    let (status, _) = run_ok(data, &["keys", "status"]);
+    assert!(status.contains("absent: the vault is empty"), "{status}");
+    let (token, _) = run_ok(
+        data,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "p",
+            "--scope",
+            "vault:read",
+            "--scope",
+            "vault:write",
+        ],
+    );
+    let token = token.trim().to_string();
+    let new_subject = |server: &Server, email: &str| {
+        server.call(
+            "POST",
+            "/api/v1/subjects",
+            &token,
+            Some(&format!(
+                r#"{{"identifiers":[{{"kind":"email","value":"{email}"}}]}}"#
+            )),
+        )
+    };
+
+    // An empty vault: the first start makes the key file and records its master key.
+    let server = Server::start_env(&data_path, &[], &env);
+    server.stop();
+    std::fs::copy(&key_file, &old_key).unwrap();
+    let (_, err) = run_ok(data, &["keys", "rotate"]);
+    assert!(err.contains("re-wrapped 0 subject keys"), "{err}");
+    // A node with the old key file would wrap new subjects under a key no other file holds.
+    let log = serve_refuses(&data_path, &old_env);
+    assert!(log.contains("out of date"), "{log}");
+    let out = tutela()
+        .envs(old_env)
+        .args(["--data-dir", data, "keys", "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OUT OF DATE"));
+
+    // Rotation while serving.
+    std::fs::copy(&key_file, &old_key).unwrap();
+    let server = Server::start_env(&data_path, &[], &env);
+    let (st, body) = new_subject(&server, "before@example.org");
+    assert_eq!(st, 201, "{body}");
+    let sid = serde_json::from_str::<serde_json::Value>(&body).unwrap()["subject_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, err) = run_ok(data, &["keys", "rotate"]);
+    assert!(err.contains("re-wrapped 1 subject keys"), "{err}");
+    assert!(
+        err.contains("keep the copy you made before rotating"),
+        "{err}"
+    );
+    let (st, body) = new_subject(&server, "during@example.org");
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        body.contains("\"unavailable\"") && body.contains("rotated"),
+        "{body}"
+    );
+    let (st, body) = server.call(
+        "GET",
+        &format!("/api/v1/subjects/{sid}?purpose=support"),
+        &token,
+        None,
+    );
+    assert_eq!(st, 503, "{body}");
+    let (_, log) = server.stop();
+    assert!(!log.contains("during@"), "{log}");
+    let log = serve_refuses(&data_path, &old_env);
+    assert!(log.contains("does not hold"), "{log}");
+
+    // Restarted with the new key file: everything is there, and writes work again.
+    let server = Server::start_env(&data_path, &[], &env);
+    let (st, body) = server.call(
+        "GET",
+        &format!("/api/v1/subjects/{sid}?purpose=support"),
+        &token,
+        None,
+    );
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = new_subject(&server, "after@example.org");
+    assert_eq!(st, 201, "{body}");
+    server.stop();
+    let (status, _) = run_ok(data, &["keys", "status"]);
+    assert!(status.contains("(2 subject keys)"), "{status}");
 }
 
 #[test]

@@ -1262,3 +1262,178 @@ async fn pg_purge_slices_run_concurrently_and_a_hold_placed_during_a_batch_wins(
     );
     t.cleanup().await;
 }
+
+/// Writes one subject wrapped by `key_id` through `tx`, then waits for the answer (queued
+/// inserts report their error by the next call that waits) and commits.
+async fn write_subject(
+    mut tx: tutela_store::BatchTx,
+    id: &str,
+    key_id: &str,
+) -> tutela_store::Result<()> {
+    tx.insert_subjects(vec![subject(id, key_id)]).await?;
+    tx.record_ids(0).await?;
+    tx.commit().await
+}
+
+/// Migration 0015: once the database knows which master key wraps new subject keys, it
+/// refuses a subject (or a re-wrap) under any other key, on every write path, in the writer's
+/// own transaction, with an error the vault recognises; nothing of that transaction is kept.
+#[tokio::test]
+async fn the_database_refuses_subject_keys_wrapped_by_a_stale_master_key() {
+    on_each_engine(|store| async move {
+        // Nothing recorded yet: every key is accepted (databases of before the migration).
+        assert_eq!(store.vault_wrapping_key().await.unwrap(), None);
+        write_subject(store.vault_batch_begin().await.unwrap(), "a", "old")
+            .await
+            .unwrap();
+        // A node records its key; another key is then not recorded over it.
+        assert_eq!(
+            store
+                .vault_switch_wrapping_key(&[], "old", 1)
+                .await
+                .unwrap(),
+            "old"
+        );
+        assert_eq!(
+            store
+                .vault_switch_wrapping_key(&[], "other", 2)
+                .await
+                .unwrap(),
+            "old"
+        );
+        assert_eq!(
+            store
+                .vault_switch_wrapping_key(&["x".into()], "other", 2)
+                .await
+                .unwrap(),
+            "old"
+        );
+        write_subject(store.vault_batch_begin().await.unwrap(), "b", "old")
+            .await
+            .unwrap();
+        // The rotation's switch.
+        assert_eq!(
+            store
+                .vault_switch_wrapping_key(&["old".into()], "new", 3)
+                .await
+                .unwrap(),
+            "new"
+        );
+        assert_eq!(
+            store.vault_wrapping_key().await.unwrap().as_deref(),
+            Some("new")
+        );
+
+        // Every path refuses "old" now.
+        let err = write_subject(store.vault_batch_begin().await.unwrap(), "c1", "old")
+            .await
+            .expect_err("native bulk path");
+        assert!(err.is_stale_master_key(), "{err}");
+        let err = write_subject(
+            store.vault_batch_begin_portable().await.unwrap(),
+            "c2",
+            "old",
+        )
+        .await
+        .expect_err("portable bulk path");
+        assert!(err.is_stale_master_key(), "{err}");
+        let mut tx = store.vault_begin().await.unwrap();
+        let err = tx
+            .insert_subject(&subject("c3", "old"))
+            .await
+            .expect_err("single insert");
+        assert!(err.is_stale_master_key(), "{err}");
+        drop(tx);
+        let mut tx = store.vault_begin().await.unwrap();
+        let err = tx
+            .insert_subjects(&[subject("c4", "new"), subject("c5", "old")])
+            .await
+            .expect_err("one stale row among good ones");
+        assert!(err.is_stale_master_key(), "{err}");
+        drop(tx);
+        // A re-wrap to a stale key is refused too; to the current one it goes through.
+        let err = store
+            .vault_rewrap_subject("a", b"wrapped-a", b"x", "old2")
+            .await
+            .expect_err("re-wrap under a stale key");
+        assert!(err.is_stale_master_key(), "{err}");
+        assert!(
+            store
+                .vault_rewrap_subject("a", b"wrapped-a", b"rewrapped-a", "new")
+                .await
+                .unwrap()
+        );
+        for id in ["c1", "c2", "c3", "c4", "c5"] {
+            assert!(
+                store.vault_subject(id).await.unwrap().is_none(),
+                "{id} was kept"
+            );
+        }
+        // The current key is accepted on every path.
+        write_subject(store.vault_batch_begin().await.unwrap(), "d1", "new")
+            .await
+            .unwrap();
+        write_subject(
+            store.vault_batch_begin_portable().await.unwrap(),
+            "d2",
+            "new",
+        )
+        .await
+        .unwrap();
+        let counts = store.vault_key_counts().await.unwrap();
+        assert_eq!(counts.get("new"), Some(&3));
+        assert_eq!(counts.get("old"), Some(&1));
+        // Other errors are not mistaken for it.
+        let mut tx = store.vault_begin().await.unwrap();
+        let err = tx
+            .insert_subject(&subject("d1", "new"))
+            .await
+            .expect_err("duplicate");
+        assert!(
+            !err.is_stale_master_key() && err.is_unique_violation(),
+            "{err}"
+        );
+    })
+    .await;
+}
+
+/// The switch and a writer that checked the old key: the switch waits for the writer to
+/// commit, so the writer's subject is there for the re-wrap that follows the switch; a writer
+/// that comes after the switch is refused. (Without the wait, on PostgreSQL a subject could be
+/// committed under the old key after the re-wrap had listed the last ones.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_waits_for_writers_that_checked_the_old_key() {
+    on_each_engine(|store| async move {
+        store
+            .vault_switch_wrapping_key(&[], "old", 1)
+            .await
+            .unwrap();
+        let mut tx = store.vault_batch_begin().await.unwrap();
+        tx.insert_subjects(vec![subject("w1", "old")])
+            .await
+            .unwrap();
+        tx.record_ids(0).await.unwrap();
+        let switch = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .vault_switch_wrapping_key(&["old".into()], "new", 2)
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!switch.is_finished(), "the switch must wait for the writer");
+        tx.commit().await.unwrap();
+        assert_eq!(switch.await.unwrap().unwrap(), "new");
+        let todo = store.vault_subjects_to_rewrap("new", 10).await.unwrap();
+        assert_eq!(
+            todo.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["w1"]
+        );
+        let err = write_subject(store.vault_batch_begin().await.unwrap(), "w2", "old")
+            .await
+            .expect_err("after the switch");
+        assert!(err.is_stale_master_key(), "{err}");
+    })
+    .await;
+}
