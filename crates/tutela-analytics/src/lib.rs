@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tutela_domain::Register;
+use tutela_domain::register::Period;
 use tutela_store::Store;
 use tutela_store::analytics::{EventRow, PurgeCounts, kind};
 
@@ -52,6 +53,8 @@ pub enum Reject {
     TokenRequired,
     #[error("cdt is not a valid date")]
     BadDate,
+    #[error("cdt is in the future, or older than the analytics retention period")]
+    DateOutOfRange,
     #[error("the register declares no analytics purpose")]
     NoPurpose,
 }
@@ -150,8 +153,30 @@ pub enum IngestError {
 struct Job {
     hits: Vec<MinHit>,
     ack: oneshot::Sender<Result<(), String>>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: QueuePermit,
 }
+
+/// The queue places a job holds until the writer is done with it; giving them back (when the
+/// writer acknowledges the job, or when the job is refused) updates the
+/// `tutela_analytics_queue_depth` gauge, so it falls back to 0 when the writer is idle.
+pub(crate) struct QueuePermit {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl Drop for QueuePermit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let depth = self
+            .capacity
+            .saturating_sub(self.permits.available_permits());
+        metrics::gauge!("tutela_analytics_queue_depth").set(depth as f64);
+    }
+}
+
+/// How far in the future a trusted `cdt` may be (clock drift between the sender and us).
+pub const CDT_MAX_AHEAD_SECS: i64 = 300;
 
 /// Salt kinds.
 const SALT_VISITOR: &str = "visitor";
@@ -185,6 +210,9 @@ pub struct Analytics {
     queue: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     optouts: RwLock<OptOuts>,
+    /// Without an analytics purpose in the register: the retention of the most recent stored
+    /// register version that had one (None: no version had one), looked up once.
+    stored_retention: tokio::sync::OnceCell<Option<(String, Period)>>,
 }
 
 impl std::fmt::Debug for Analytics {
@@ -216,7 +244,18 @@ impl Analytics {
             }
             Err(e) => return Err(e),
         };
-        let capacity = settings.queue_capacity.max(1);
+        if settings.queue_capacity < params::MAX_BULK_REQUESTS {
+            // A bulk request is queued whole (its answer says how many of its hits were
+            // tracked, all or none): one larger than the queue would get 503 forever.
+            return Err(Error::Config(format!(
+                "analytics.queue_capacity = {} is smaller than the largest bulk request ({} hits): \
+                 such a request could never be queued; set it to at least {}",
+                settings.queue_capacity,
+                params::MAX_BULK_REQUESTS,
+                params::MAX_BULK_REQUESTS
+            )));
+        }
+        let capacity = settings.queue_capacity;
         let (tx, rx) = mpsc::channel(capacity);
         let analytics = Arc::new(Analytics {
             policy,
@@ -228,6 +267,7 @@ impl Analytics {
             queue: tx,
             permits: Arc::new(Semaphore::new(capacity)),
             optouts: RwLock::new(OptOuts::default()),
+            stored_retention: tokio::sync::OnceCell::new(),
             settings,
         });
         let tz: HashMap<i64, jiff::tz::TimeZone> = analytics
@@ -265,7 +305,16 @@ impl Analytics {
 
     /// Hits waiting for the writer.
     pub fn queue_depth(&self) -> usize {
-        self.settings.queue_capacity.max(1) - self.permits.available_permits()
+        self.settings
+            .queue_capacity
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Takes `n` places of the queue as if hits were waiting (tests of saturation: the queue
+    /// cannot be made smaller than the largest bulk request).
+    #[doc(hidden)]
+    pub fn occupy_queue(&self, n: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_many_owned(n).ok()
     }
 
     /// Minimises one hit. This is the only function that sees the full client address, the raw
@@ -311,7 +360,17 @@ impl Analytics {
             return Err(Reject::HostNotAllowed);
         }
         let ts = match raw.cdt.as_deref() {
-            Some(cdt) => parse_cdt(cdt).ok_or(Reject::BadDate)?,
+            Some(cdt) => {
+                let ts = parse_cdt(cdt).ok_or(Reject::BadDate)?;
+                // Neither in the future (beyond clock drift) nor already past retention: such
+                // a hit would escape the retention job, or be purged at once.
+                if ts > now.as_second() + CDT_MAX_AHEAD_SECS
+                    || ts < retention_cutoff(now, &policy.retention).ok_or(Reject::BadDate)?
+                {
+                    return Err(Reject::DateOutOfRange);
+                }
+                ts
+            }
             None => now.as_second(),
         };
         if !raw.rec {
@@ -478,19 +537,25 @@ impl Analytics {
         if n == 0 {
             return Ok(0);
         }
+        let saturated = || {
+            metrics::counter!("tutela_analytics_hits_total", "outcome" => "saturated")
+                .increment(n as u64);
+            IngestError::Saturated
+        };
         let permit = u32::try_from(n)
             .ok()
             .and_then(|k| self.permits.clone().try_acquire_many_owned(k).ok())
-            .ok_or_else(|| {
-                metrics::counter!("tutela_analytics_hits_total", "outcome" => "saturated")
-                    .increment(n as u64);
-                IngestError::Saturated
-            })?;
+            .ok_or_else(saturated)?;
+        let permit = QueuePermit {
+            permit: Some(permit),
+            permits: self.permits.clone(),
+            capacity: self.settings.queue_capacity,
+        };
         let (ack, done) = oneshot::channel();
         self.queue
             .try_send(Job { hits, ack, permit })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => IngestError::Saturated,
+                mpsc::error::TrySendError::Full(_) => saturated(),
                 mpsc::error::TrySendError::Closed(_) => IngestError::Closed,
             })?;
         metrics::gauge!("tutela_analytics_queue_depth").set(self.queue_depth() as f64);
@@ -589,63 +654,123 @@ impl Analytics {
     }
 
     /// Destroys every salt whose period has ended (run periodically, so salts go on schedule
-    /// even when no hit arrives). Returns how many were destroyed.
+    /// even when no hit arrives), for every site that has salts in the store — also sites no
+    /// longer configured. Returns how many were destroyed.
     pub async fn rotate_salts(&self, now: jiff::Timestamp) -> Result<u64, Error> {
         let mut destroyed = 0;
-        for site in &self.sites {
+        for site_id in self.stored_site_ids().await? {
             for kind in [SALT_VISITOR, SALT_DAILY] {
                 let period = self.period_start(kind, now.as_second());
                 destroyed += self
                     .store
-                    .analytics_destroy_salts_before(site.id, kind, period)
+                    .analytics_destroy_salts_before(site_id, kind, period)
                     .await?;
                 let mut cache = self.salts.lock().expect("salt lock");
                 if cache
-                    .get(&(site.id, kind))
+                    .get(&(site_id, kind))
                     .is_some_and(|(p, _)| *p < period)
                 {
-                    cache.remove(&(site.id, kind));
+                    cache.remove(&(site_id, kind));
                 }
             }
         }
         Ok(destroyed)
     }
 
-    /// Retention: deletes, for every site, the whole days whose events are older than the
-    /// register's retention for the analytics purpose. The day that holds the cut-off instant
-    /// goes entirely (a few hours early rather than late).
+    /// The configured sites and every site that still has data or salts in the store.
+    async fn stored_site_ids(&self) -> Result<Vec<i64>, Error> {
+        let mut ids = self.store.analytics_site_ids().await?;
+        ids.extend(self.sites.iter().map(|s| s.id));
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The retention that applies to stored events: the register's analytics purpose, or, when
+    /// the register has none any more (nothing is collected), the retention of the most recent
+    /// stored register version that had one. None when no version ever had one.
+    pub async fn effective_retention(&self) -> Result<Option<(String, Period)>, Error> {
+        if let Some(p) = &self.policy {
+            return Ok(Some((p.purpose_id.clone(), p.retention.clone())));
+        }
+        let found = self
+            .stored_retention
+            .get_or_try_init(|| async {
+                for v in self.store.register_versions().await? {
+                    let Some(content) = self.store.register_version_content(v.id).await? else {
+                        continue;
+                    };
+                    let Ok(register) = serde_json::from_str::<Register>(&content) else {
+                        tracing::warn!(
+                            version = v.id,
+                            "a stored register version cannot be read; skipped"
+                        );
+                        continue;
+                    };
+                    if let Ok(p) =
+                        Policy::from_register(&register, self.settings.purpose.as_deref())
+                    {
+                        tracing::warn!(
+                            version = v.id,
+                            purpose = %p.purpose_id,
+                            retention = %p.retention.canonical(),
+                            "the register declares no analytics purpose: stored analytics data \
+                             is purged with the retention of the last register version that did"
+                        );
+                        return Ok::<_, Error>(Some((p.purpose_id, p.retention)));
+                    }
+                }
+                tracing::warn!(
+                    "the register declares no analytics purpose and no stored register version \
+                     ever did: stored analytics data (if any) is kept, since it has no declared \
+                     retention; declare the purpose again, or delete the data"
+                );
+                Ok(None)
+            })
+            .await?;
+        Ok(found.clone())
+    }
+
+    /// Retention: deletes, for every site that has data in the store (configured or not), the
+    /// whole days whose events are older than the register's retention for the analytics
+    /// purpose (see [`Analytics::effective_retention`] when the register has none). Days are
+    /// the site's (its time zone), UTC for sites no longer configured. The day that holds the
+    /// cut-off instant goes entirely (a few hours early rather than late).
     pub async fn purge_expired(
         &self,
         now: jiff::Timestamp,
     ) -> Result<Vec<(i64, PurgeCounts)>, Error> {
-        let Some(policy) = &self.policy else {
+        let Some((_, retention)) = self.effective_retention().await? else {
             return Ok(Vec::new());
         };
-        let span = policy
-            .retention
+        let span = retention
             .span()
             .ok_or_else(|| Error::Config("invalid retention period".into()))?;
         let mut out = Vec::new();
-        for site in &self.sites {
+        for site_id in self.stored_site_ids().await? {
+            let tz = self
+                .site(site_id)
+                .map_or(jiff::tz::TimeZone::UTC, |s| s.tz.clone());
             let cutoff = now
-                .to_zoned_datetime(site.tz.clone())
+                .to_zoned_datetime(tz)
                 .checked_sub(span)
                 .map_err(|e| Error::Config(format!("retention arithmetic: {e}")))?;
             let last_day = day_number(cutoff.date());
             let counts = self
                 .store
-                .analytics_purge_through(site.id, last_day)
+                .analytics_purge_through(site_id, last_day)
                 .await?;
             if counts.events > 0 || counts.rollup_rows > 0 {
                 tracing::info!(
-                    site = site.id,
+                    site = site_id,
+                    configured = self.site(site_id).is_some(),
                     events = counts.events,
                     rollup_rows = counts.rollup_rows,
                     through_day = last_day,
                     "analytics retention purge"
                 );
             }
-            out.push((site.id, counts));
+            out.push((site_id, counts));
         }
         Ok(out)
     }
@@ -867,6 +992,16 @@ impl Analytics {
     }
 }
 
+/// The key under which the audit log commits to one visitor of one site (the vault stores only
+/// its keyed commitment): stable across pseudonym periods, so every audit entry about the same
+/// tracker cookie value can be found again from that value.
+pub fn visitor_audit_subject(site_id: i64, visitor_id: &str) -> String {
+    format!(
+        "analytics_visitor:{site_id}:{}",
+        visitor_id.trim().to_ascii_lowercase()
+    )
+}
+
 /// The text of a half address (`192.168.0.0`), formatted once per request and address.
 fn half_text(cache: &mut PrepareCache, half: IpAddr) -> &str {
     if cache.half_ip.as_ref().is_none_or(|(ip, _)| *ip != half) {
@@ -915,6 +1050,16 @@ pub fn day_from_number(n: i64) -> Option<jiff::civil::Date> {
     let m = i8::try_from((n / 100) % 100).ok()?;
     let d = i8::try_from(n % 100).ok()?;
     jiff::civil::Date::new(y, m, d).ok()
+}
+
+/// The oldest instant a stored event may have under `retention` (None: not a fixed period).
+fn retention_cutoff(now: jiff::Timestamp, retention: &Period) -> Option<i64> {
+    let span = retention.span()?;
+    let cutoff = now
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .checked_sub(span)
+        .ok()?;
+    Some(cutoff.timestamp().as_second())
 }
 
 /// `cdt`: unix seconds, or `YYYY-MM-DD HH:MM:SS` in UTC (Matomo's two forms).

@@ -18,7 +18,8 @@ pub fn without_query(raw: &str, keep: &[String]) -> Option<String> {
         Some((b, q)) => (b, Some(q)),
         None => (raw, None),
     };
-    let base = truncate(base, MAX_URL_CHARS);
+    let base = without_userinfo(base);
+    let base = truncate(&base, MAX_URL_CHARS);
     let Some(q) = query.filter(|_| !keep.is_empty()) else {
         // The usual case: one copy of the base, nothing else.
         return Some(base.to_string());
@@ -36,6 +37,24 @@ pub fn without_query(raw: &str, keep: &[String]) -> Option<String> {
     let cut = truncate(&out, MAX_URL_CHARS).len();
     out.truncate(cut);
     Some(out)
+}
+
+/// `base` (a URL without query or fragment) without the `user:password@` of its authority:
+/// credentials are never stored. Borrowed when there are none (the usual case).
+pub fn without_userinfo(base: &str) -> Cow<'_, str> {
+    let Some(at) = base.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(base);
+    };
+    let authority_end = base[at..].find('/').map_or(base.len(), |i| at + i);
+    match base[at..authority_end].rfind('@') {
+        Some(i) => {
+            let mut out = String::with_capacity(base.len());
+            out.push_str(&base[..at]);
+            out.push_str(&base[at + i + 1..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(base),
+    }
 }
 
 /// The host of an absolute `http(s)://` URL, lower-cased, without port or credentials
@@ -118,6 +137,56 @@ mod tests {
             without_query(&long, &[]).unwrap().chars().count(),
             MAX_URL_CHARS
         );
+    }
+
+    #[test]
+    fn credentials_are_stripped() {
+        assert_eq!(
+            without_query("https://user:pa%40ss@ex.com:8443/a?b=1#c", &[]).unwrap(),
+            "https://ex.com:8443/a"
+        );
+        assert_eq!(
+            without_query("http://a@b@ex.com", &[]).unwrap(),
+            "http://ex.com"
+        );
+        assert_eq!(
+            without_query(
+                "https://u:p@ex.com/x?utm_campaign=c",
+                &["utm_campaign".into()]
+            )
+            .unwrap(),
+            "https://ex.com/x?utm_campaign=c"
+        );
+        // An `@` in the path is not a credential.
+        assert_eq!(
+            without_query("https://ex.com/@someone", &[]).unwrap(),
+            "https://ex.com/@someone"
+        );
+        assert!(matches!(
+            without_userinfo("https://ex.com/a"),
+            Cow::Borrowed("https://ex.com/a")
+        ));
+    }
+
+    proptest::proptest! {
+        /// Whatever the credentials, host and path, the stored URL holds no userinfo: it is the
+        /// URL written without them.
+        #[test]
+        fn no_userinfo_survives(
+            user in "[a-zA-Z0-9%:._~!$&'()*+,;=-]{0,12}",
+            pass in proptest::option::of("[a-zA-Z0-9%:@._~!$&'()*+,;=-]{0,12}"),
+            host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+            path in "(/[a-zA-Z0-9@%._~:-]{0,10}){0,4}",
+            scheme in "(http|https)",
+        ) {
+            let userinfo = match &pass {
+                Some(p) => format!("{user}:{p}@"),
+                None => format!("{user}@"),
+            };
+            let raw = format!("{scheme}://{userinfo}{host}{path}?q=1#f");
+            let kept = without_query(&raw, &[]).unwrap();
+            proptest::prop_assert_eq!(kept, format!("{scheme}://{host}{path}"));
+        }
     }
 
     #[test]

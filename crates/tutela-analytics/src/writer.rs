@@ -577,7 +577,7 @@ struct InFlight {
     write: tokio::task::JoinHandle<Result<(), tutela_store::StoreError>>,
     acks: Vec<(
         tokio::sync::oneshot::Sender<Result<(), String>>,
-        tokio::sync::OwnedSemaphorePermit,
+        crate::QueuePermit,
     )>,
     started: Instant,
     built: std::time::Duration,

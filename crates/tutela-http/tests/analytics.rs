@@ -827,10 +827,40 @@ async fn overrides_need_a_tracking_token_and_reports_add_up() {
     assert_eq!(sites["sites"].as_array().unwrap().len(), 2);
 }
 
+/// Records one hit as if it had arrived at `ts` (a `cdt` that old is refused: it is past
+/// retention, or it is how tests put old data in the store).
+async fn record_at(t: &T, query: &str, ts: i64) {
+    let a = &t.state.analytics.analytics;
+    record_with(a, query, ts).await;
+}
+
+async fn record_with(a: &tutela_analytics::Analytics, query: &str, ts: i64) {
+    let raw = tutela_analytics::RawHit::from_query(query);
+    let client = tutela_analytics::Client {
+        ip: "203.0.113.9".parse().unwrap(),
+        user_agent: Some(CHROME),
+        dnt: false,
+        gpc: false,
+        opted_out: false,
+    };
+    let p = a
+        .prepare(
+            &raw,
+            &client,
+            false,
+            jiff::Timestamp::from_second(ts).unwrap(),
+        )
+        .await
+        .unwrap();
+    let tutela_analytics::Prepared::Track(h) = p else {
+        panic!("not tracked: {p:?}")
+    };
+    a.submit(vec![*h]).await.unwrap();
+}
+
 #[tokio::test]
 async fn retention_deletes_whole_old_days_and_leaves_recent_reports_unchanged() {
     let t = app().await;
-    let track = token(&t.state, &["analytics:track"]).await;
     let read = token(&t.state, &["analytics:read"]).await;
     let now = jiff::Timestamp::now();
     let days_ago = |d: i64| now.as_second() - d * 86_400;
@@ -842,17 +872,12 @@ async fn retention_deletes_whole_old_days_and_leaves_recent_reports_unchanged() 
         (10, "4444444444444444"),
         (1, "5555555555555555"),
     ] {
-        let a = hit(
+        record_at(
             &t,
-            &format!(
-                "idsite=1&rec=1&url={url}&_id={id}&cdt={}&token_auth={track}&send_image=0",
-                days_ago(d)
-            ),
-            "127.0.0.1",
-            CHROME,
+            &format!("idsite=1&rec=1&url={url}&_id={id}"),
+            days_ago(d),
         )
         .await;
-        assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.text());
     }
     assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 5);
     let recent = format!(
@@ -963,6 +988,47 @@ async fn rights_hooks_find_export_and_erase_one_visitor() {
             .json()["events"],
         0
     );
+    // Every find, export and erase is in the tamper-evident audit log, under a keyed
+    // commitment to the visitor: never the cookie value or the pseudonym in clear.
+    let audit = t.state.store.audit_entries(0, 1000).await.unwrap();
+    let ours: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action.starts_with("analytics_visitor_"))
+        .collect();
+    assert_eq!(
+        ours.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        [
+            "analytics_visitor_find",
+            "analytics_visitor_export",
+            "analytics_visitor_erase",
+            "analytics_visitor_find"
+        ]
+    );
+    let subject = tutela_analytics::visitor_audit_subject(1, "ABCDEFABCDEFABCD");
+    let commitment = t.state.vault.keys().commitment(&subject).unwrap();
+    for e in &ours {
+        assert!(e.actor.starts_with("token:"), "{}", e.actor);
+        assert_eq!(e.purpose, "audience_statistics");
+        assert_eq!(e.subject_commitment.as_deref(), Some(&commitment[..]));
+        assert!(!e.details.to_lowercase().contains("abcdefabcdefabcd"));
+    }
+    assert!(
+        ours[2].details.contains("\"erased\":2"),
+        "{}",
+        ours[2].details
+    );
+    let pseudonym = t
+        .state
+        .analytics
+        .analytics
+        .pseudonym_of_visitor_id(1, "abcdefabcdefabcd")
+        .await
+        .unwrap()
+        .unwrap();
+    let all = format!("{audit:?}");
+    assert!(!all.contains(&pseudonym.to_string()) && !all.contains("abcdefabcdefabcd"));
+    assert!(t.state.vault.verify_audit(None).await.unwrap().is_ok());
+
     // The other visitor is untouched; a malformed id is refused.
     assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 1);
     let bad = post_json(
@@ -989,11 +1055,35 @@ async fn rights_hooks_find_export_and_erase_one_visitor() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
+    // A queue smaller than the largest bulk request is refused at startup: such a request
+    // would get 503 forever.
+    let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let small = AnalyticsSettings {
+        queue_capacity: tutela_analytics::params::MAX_BULK_REQUESTS - 1,
+        ..AnalyticsSettings::default()
+    };
+    let err = tutela_analytics::Analytics::start(small, &sites(), &register, store.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("queue_capacity") && err.contains("1000"),
+        "{err}"
+    );
+    let exact = AnalyticsSettings {
+        queue_capacity: tutela_analytics::params::MAX_BULK_REQUESTS,
+        ..AnalyticsSettings::default()
+    };
+    assert!(tutela_analytics::Analytics::start(exact, &sites(), &register, store).is_ok());
+
     let t = app_with(AnalyticsSettings {
-        queue_capacity: 2,
+        queue_capacity: 1000,
         ..AnalyticsSettings::default()
     })
     .await;
+    // All but two places are taken, as if 998 hits were waiting.
+    let busy = t.state.analytics.analytics.occupy_queue(998).unwrap();
     let url = enc("https://www.example.com/");
     let one = format!("?idsite=1&rec=1&url={url}");
     let body = serde_json::json!({"requests": [one, one, one]});
@@ -1032,6 +1122,32 @@ async fn a_full_queue_answers_503_with_retry_after() {
         m.contains("tutela_analytics_hits_total{outcome=\"tracked\"}"),
         "{m}"
     );
+    // Once the writer is done, the queue depth goes back to 0 (it was only set on enqueue, and
+    // stayed at the last depth seen). Other tests share the gauge: wait for a quiet moment.
+    drop(busy);
+    let a = send(
+        &t.app,
+        "POST",
+        "/matomo.php",
+        "203.0.113.1",
+        &[("user-agent", CHROME)],
+        &serde_json::json!({"requests": [one, one]}).to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let mut idle = false;
+    for _ in 0..200 {
+        let m = send(&t.app, "GET", "/metrics", "127.0.0.1", &[], "")
+            .await
+            .text();
+        if m.lines().any(|l| l == "tutela_analytics_queue_depth 0") {
+            idle = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(idle, "the queue depth gauge never went back to 0");
+    assert_eq!(t.state.analytics.analytics.queue_depth(), 0);
 }
 
 #[tokio::test]
@@ -1486,4 +1602,238 @@ async fn titles_and_event_names_need_the_page_category() {
         }
         assert_eq!(e.ev_value.is_some(), declared, "{e:?}");
     }
+}
+
+#[tokio::test]
+async fn cdt_is_refused_in_the_future_and_past_retention() {
+    let t = app().await;
+    let track = token(&t.state, &["analytics:track"]).await;
+    let url = enc("https://www.example.com/when");
+    let now = jiff::Timestamp::now().as_second();
+    let at = |ts: i64| format!("idsite=1&rec=1&url={url}&cdt={ts}&token_auth={track}&send_image=0");
+    // Ten years ahead, an hour ahead, 181 days back: refused like any invalid request.
+    for ts in [now + 10 * 365 * 86_400, now + 3_600, now - 181 * 86_400] {
+        let a = hit(&t, &at(ts), "127.0.0.1", CHROME).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{ts}: {}", a.text());
+        assert!(a.text().contains("cdt"), "{}", a.text());
+    }
+    // The date form too.
+    let future = jiff::Timestamp::from_second(now + 400 * 86_400)
+        .unwrap()
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let a = hit(
+        &t,
+        &format!(
+            "idsite=1&rec=1&url={url}&cdt={}&token_auth={track}",
+            enc(&future)
+        ),
+        "127.0.0.1",
+        CHROME,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    // In a bulk request they count as invalid.
+    let body = json!({"requests": [format!("?{}", at(now + 86_400)), format!("?{}", at(now - 60))], "token_auth": track});
+    let b = send(
+        &t.app,
+        "POST",
+        "/matomo.php",
+        "127.0.0.1",
+        &[("user-agent", CHROME)],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text());
+    assert_eq!(b.json()["tracked"], 1);
+    assert_eq!(b.json()["invalid"], 1);
+    // A little clock drift, and any time within retention, are fine.
+    for ts in [now + 60, now - 86_400, now - 179 * 86_400] {
+        let a = hit(&t, &at(ts), "127.0.0.1", CHROME).await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT, "{ts}: {}", a.text());
+    }
+    assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn retention_and_salt_destruction_reach_sites_no_longer_configured() {
+    let t = app().await;
+    let now = jiff::Timestamp::now();
+    let url = enc("https://www.example.com/gone");
+    for d in [200, 10] {
+        record_at(
+            &t,
+            &format!("idsite=1&rec=1&url={url}&_id=1234123412341234"),
+            now.as_second() - d * 86_400,
+        )
+        .await;
+    }
+    // A cookieless hit today: site 1 gets a daily salt.
+    record_at(&t, &format!("idsite=1&rec=1&url={url}"), now.as_second()).await;
+    assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 3);
+    assert!(
+        !t.state
+            .store
+            .analytics_salt_periods(1, "daily")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The configuration now has only site 2 (same store).
+    let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
+    let only_two: Vec<SiteConfig> = sites().into_iter().filter(|s| s.id == 2).collect();
+    let later = tutela_analytics::Analytics::start(
+        AnalyticsSettings::default(),
+        &only_two,
+        &register,
+        t.state.store.clone(),
+    )
+    .unwrap();
+    let purged = later.purge_expired(now).await.unwrap();
+    let one = purged
+        .iter()
+        .find(|(s, _)| *s == 1)
+        .expect("site 1 is purged");
+    assert_eq!(one.1.events, 1);
+    assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 2);
+    // Days of a site no longer configured are UTC days.
+    let limit = now
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .checked_sub(jiff::Span::new().days(180))
+        .unwrap()
+        .date();
+    let oldest = t
+        .state
+        .store
+        .analytics_oldest_day(1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tutela_analytics::day_from_number(oldest).unwrap() > limit);
+    // Its daily salt is destroyed once its day is over.
+    let tomorrow = now + jiff::SignedDuration::from_hours(48);
+    assert!(later.rotate_salts(tomorrow).await.unwrap() >= 1);
+    assert!(
+        t.state
+            .store
+            .analytics_salt_periods(1, "daily")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        t.state
+            .store
+            .analytics_site_ids()
+            .await
+            .unwrap()
+            .contains(&1)
+    );
+}
+
+#[tokio::test]
+async fn without_an_analytics_purpose_data_keeps_the_last_declared_retention() {
+    let t = app().await;
+    let now = jiff::Timestamp::now();
+    let url = enc("https://www.example.com/x");
+    for d in [200, 10] {
+        record_at(
+            &t,
+            &format!("idsite=1&rec=1&url={url}&_id=1234123412341234"),
+            now.as_second() - d * 86_400,
+        )
+        .await;
+    }
+    let register = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
+    let mut without = register.clone();
+    without.purposes.retain(|p| p.id != "audience_statistics");
+    let start = |reg: &tutela_domain::Register| {
+        tutela_analytics::Analytics::start(
+            AnalyticsSettings::default(),
+            &sites(),
+            reg,
+            t.state.store.clone(),
+        )
+        .unwrap()
+    };
+    // No stored register version ever declared the purpose: the data has no declared
+    // retention, it is kept (and a warning logged).
+    let a = start(&without);
+    assert!(a.policy.is_none());
+    assert_eq!(a.effective_retention().await.unwrap(), None);
+    assert!(a.purge_expired(now).await.unwrap().is_empty());
+    assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 2);
+    // A former version declared it (180 days), then the current one dropped it: purged with
+    // the former retention.
+    let json = |r: &tutela_domain::Register| serde_json::to_string(r).unwrap();
+    t.state
+        .store
+        .record_register_version(&register.content_hash(), None, &json(&register), 1)
+        .await
+        .unwrap();
+    t.state
+        .store
+        .record_register_version(&without.content_hash(), None, &json(&without), 2)
+        .await
+        .unwrap();
+    let a = start(&without);
+    let (purpose, retention) = a.effective_retention().await.unwrap().unwrap();
+    assert_eq!(
+        (purpose.as_str(), retention.canonical().as_str()),
+        ("audience_statistics", "180 days")
+    );
+    let purged = a.purge_expired(now).await.unwrap();
+    assert_eq!(purged.iter().find(|(s, _)| *s == 1).unwrap().1.events, 1);
+    assert_eq!(t.state.store.analytics_event_count(1).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_optout_page_says_what_the_register_and_settings_say() {
+    let t = app().await;
+    let page = send(&t.app, "GET", "/optout", "127.0.0.1", &[], "")
+        .await
+        .text();
+    assert!(!page.contains("counted anonymously"), "{page}");
+    assert!(page.contains("under a pseudonym"), "{page}");
+    for label in [
+        "First half of the IP address",
+        "Pseudonymous visitor identifier",
+        "180 days",
+        "never shared",
+        "Do Not Track and Global Privacy Control are honoured",
+    ] {
+        assert!(page.contains(label), "{label}: {page}");
+    }
+    let fr = send(&t.app, "GET", "/optout?lang=fr", "127.0.0.1", &[], "")
+        .await
+        .text();
+    assert!(
+        fr.contains("180 jours") && fr.contains("Identifiant pseudonyme du visiteur"),
+        "{fr}"
+    );
+
+    // DNT not honoured, GPC honoured; a shorter retention and one category less.
+    let src =
+        tutela_domain::EXAMPLE_REGISTER.replacen("keep = \"180 days\"", "keep = \"90 days\"", 1);
+    assert_ne!(src, tutela_domain::EXAMPLE_REGISTER);
+    let t = app_on(
+        &src,
+        AnalyticsSettings {
+            honour_dnt: false,
+            ..AnalyticsSettings::default()
+        },
+    )
+    .await;
+    let page = send(&t.app, "GET", "/optout", "127.0.0.1", &[], "")
+        .await
+        .text();
+    assert!(
+        page.contains("90 days") && !page.contains("180 days"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Global Privacy Control is honoured; Do Not Track is not"),
+        "{page}"
+    );
 }

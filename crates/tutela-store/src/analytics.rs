@@ -938,6 +938,39 @@ impl Store {
         })
     }
 
+    /// Every site id that still has something stored: events, rollups or pseudonym salts —
+    /// also sites no longer in the configuration, so that retention and salt destruction reach
+    /// them. One index seek per site and table (`MIN(site_id) WHERE site_id > last`), never a scan.
+    pub async fn analytics_site_ids(&self) -> Result<Vec<i64>> {
+        let mut ids = std::collections::BTreeSet::new();
+        for table in [
+            "analytics_events",
+            "analytics_event_chunks",
+            "analytics_hourly",
+            "analytics_daily_dims",
+            "analytics_visitor_days",
+            "analytics_uniques",
+            "analytics_salts",
+        ] {
+            let sql = format!("SELECT MIN(site_id) FROM {table} WHERE site_id > $1");
+            let mut last = i64::MIN;
+            loop {
+                let row = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(last)
+                    .fetch_one(self.pool())
+                    .await?;
+                match row.try_get::<Option<i64>, _>(0)? {
+                    Some(id) => {
+                        ids.insert(id);
+                        last = id;
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
     /// The number of stored events of a site (all days).
     pub async fn analytics_event_count(&self, site_id: i64) -> Result<i64> {
         let row = sqlx::query(

@@ -137,6 +137,29 @@ impl Vault {
         Ok(())
     }
 
+    /// Appends one entry about data held outside the vault (web analytics): `subject`, when
+    /// given, is a stable key of the person (e.g. `analytics_visitor:<site>:<tracker id>`) and is
+    /// stored only as its keyed commitment, never in clear. `details` holds no personal data.
+    pub async fn audit_entry(
+        &self,
+        actor: &crate::Actor,
+        action: &str,
+        purpose: &str,
+        subject: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let entry = NewAuditEntry {
+            time_ms: self.now().as_millisecond(),
+            actor: actor.0.clone(),
+            action: action.to_string(),
+            purpose: purpose.to_string(),
+            subject_commitment: subject.map(|s| self.keys.commitment(s)).transpose()?,
+            details: details.to_string(),
+        };
+        self.store.append_audit(&[entry], hasher).await?;
+        Ok(())
+    }
+
     /// Verifies the whole chain, page by page, and compares its end with the recorded head.
     /// `anchor`, when given, is an entry `(seq, hash)` recorded earlier from a verification's
     /// head: the log must still have it.

@@ -325,9 +325,9 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         tokio::spawn(purge_sessions(store.clone(), idle));
         let jobs = match interval {
             Some(every) => vec![
+                crate::analytics_job::spawn(analytics_for_job, vault.clone(), every),
                 crate::jobs::spawn_retention(vault, every),
                 crate::consent_job::spawn(state, every),
-                crate::analytics_job::spawn(analytics_for_job, every),
             ],
             None => {
                 tracing::warn!("the retention job is off on this node ([retention] interval = \"off\")");

@@ -282,6 +282,36 @@ fn visitor_not_found() -> ApiError {
     )
 }
 
+/// Appends an audit entry about one visitor's analytics data (actor, action, the analytics
+/// purpose, a keyed commitment to the visitor — never the cookie value or the pseudonym in
+/// clear). A read is not answered if it cannot be audited.
+async fn audit_visitor(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    req: &VisitorRequest,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let a = &state.analytics.analytics;
+    let purpose = a
+        .policy
+        .as_ref()
+        .map(|p| p.purpose_id.as_str())
+        .unwrap_or_default();
+    let subject = tutela_analytics::visitor_audit_subject(req.site, &req.visitor_id);
+    state
+        .vault
+        .audit_entry(
+            &tutela_vault::Actor::new(caller.actor()),
+            action,
+            purpose,
+            Some(&subject),
+            details,
+        )
+        .await
+        .map_err(|e| ApiError::internal("analytics rights: audit", e))
+}
+
 /// `POST /api/v1/analytics/visitors/find`: how many events, and which days, one visitor has.
 pub(crate) async fn visitor_find(
     caller: Caller,
@@ -296,6 +326,14 @@ pub(crate) async fn visitor_find(
         .await
         .map_err(|e| ApiError::internal("analytics rights: find", e))?
         .ok_or_else(visitor_not_found)?;
+    audit_visitor(
+        &state,
+        &caller,
+        "analytics_visitor_find",
+        &req,
+        serde_json::json!({ "site": req.site, "events": events.len() }),
+    )
+    .await?;
     let mut days: Vec<i64> = events.iter().map(|e| e.day).collect();
     days.dedup();
     Ok(Json(serde_json::json!({
@@ -321,6 +359,14 @@ pub(crate) async fn visitor_export(
         .await
         .map_err(|e| ApiError::internal("analytics rights: export", e))?
         .ok_or_else(visitor_not_found)?;
+    audit_visitor(
+        &state,
+        &caller,
+        "analytics_visitor_export",
+        &req,
+        serde_json::json!({ "site": req.site, "events": events.len() }),
+    )
+    .await?;
     let rows: Vec<serde_json::Value> = events
         .iter()
         .map(|e| {
@@ -361,5 +407,13 @@ pub(crate) async fn visitor_erase(
         .map_err(|e| ApiError::internal("analytics rights: erase", e))?
         .ok_or_else(visitor_not_found)?;
     tracing::info!(site = req.site, erased, actor = %caller.actor(), "analytics events of one visitor erased");
+    audit_visitor(
+        &state,
+        &caller,
+        "analytics_visitor_erase",
+        &req,
+        serde_json::json!({ "site": req.site, "erased": erased }),
+    )
+    .await?;
     Ok(Json(serde_json::json!({"site": req.site, "erased": erased})).into_response())
 }

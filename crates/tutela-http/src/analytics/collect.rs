@@ -417,7 +417,11 @@ fn french(headers: &HeaderMap, q: &LangQuery) -> bool {
 
 /// `GET /optout`: the visitor's status, their tracker id (to prove it in a rights request) and
 /// the button.
-pub(crate) async fn optout_page(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+pub(crate) async fn optout_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
     let fr = french(&headers, &q);
     let out = opted_out(&headers);
     let ids: Vec<String> = cookies(&headers)
@@ -427,16 +431,15 @@ pub(crate) async fn optout_page(headers: HeaderMap, Query(q): Query<LangQuery>) 
         .map(str::to_string)
         .collect();
     let t = |en: &'static str, fr_text: &'static str| if fr { fr_text } else { en };
+    let lang = if fr { "fr" } else { "en" };
     let status = if out {
         t(
             "You are opted out: this browser's visits are not recorded.",
             "Vous êtes exclu(e) : les visites de ce navigateur ne sont pas enregistrées.",
         )
+        .to_string()
     } else {
-        t(
-            "Your visits are counted anonymously: only half of your IP address, your browser and its version, your operating system, device type, screen resolution, the pages you visit and a pseudonymous identifier are kept, for the period the privacy notice states, and never shared.",
-            "Vos visites sont comptées de façon anonyme : seuls la moitié de votre adresse IP, votre navigateur et sa version, votre système d'exploitation, le type d'appareil, la résolution d'écran, les pages visitées et un identifiant pseudonyme sont conservés, pour la durée indiquée dans la politique de confidentialité, et jamais partagés.",
-        )
+        what_is_kept(&state, lang)
     };
     let (action, label) = if out {
         (
@@ -461,7 +464,6 @@ pub(crate) async fn optout_page(headers: HeaderMap, Query(q): Query<LangQuery>) 
             esc(&ids.join(", "))
         )
     };
-    let lang = if fr { "fr" } else { "en" };
     let html = format!(
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -471,16 +473,89 @@ pub(crate) async fn optout_page(headers: HeaderMap, Query(q): Query<LangQuery>) 
          <button type=\"submit\" id=\"toggle\">{label}</button></form>\
          <p class=\"note\">{note}</p><p><a href=\"/privacy?lang={lang}\">{privacy}</a></p></main></body></html>",
         title = t("Audience statistics", "Statistiques d'audience"),
-        note = t(
-            "This choice is kept in a cookie on this browser for 13 months. Do Not Track and Global Privacy Control are honoured.",
-            "Ce choix est conservé 13 mois dans un cookie de ce navigateur. Do Not Track et Global Privacy Control sont respectés.",
-        ),
+        status = esc(&status),
+        note = optout_note(&state.analytics.analytics.settings, fr),
         privacy = t("Privacy notice", "Politique de confidentialité"),
     );
     let mut res = Html(html).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// What is kept of a visit, for how long, and whether it is shared: built from the register's
+/// analytics purpose (its declared categories, their retention, its recipients) — never a
+/// fixed text that could drift from what the collector does.
+fn what_is_kept(state: &AppState, lang: &str) -> String {
+    let fr = lang == "fr";
+    let register = &state.register.register;
+    let Some(policy) = state.analytics.analytics.policy.as_ref() else {
+        return if fr {
+            "Les visites ne sont pas comptées : le registre ne déclare aucune finalité de statistiques d'audience.".into()
+        } else {
+            "Visits are not counted: the register declares no audience statistics purpose.".into()
+        };
+    };
+    let Some(purpose) = register.purpose(&policy.purpose_id) else {
+        return String::new();
+    };
+    let fields: Vec<&str> = purpose
+        .categories
+        .iter()
+        .map(|c| {
+            register
+                .category(c)
+                .map_or(c.as_str(), |c| c.label.get(lang))
+        })
+        .collect();
+    let fields = fields.join(if fr { " ; " } else { "; " });
+    let retention = tutela_domain::notice::period_text(&policy.retention, lang);
+    let shared = purpose.recipients.is_empty();
+    match (fr, shared) {
+        (false, true) => format!(
+            "Your visits are counted under a pseudonym (not anonymously). Only this is kept, for {retention}, and never shared: {fields}."
+        ),
+        (false, false) => format!(
+            "Your visits are counted under a pseudonym (not anonymously). Only this is kept, for {retention} (the privacy notice lists who receives it): {fields}."
+        ),
+        (true, true) => format!(
+            "Vos visites sont comptées sous un pseudonyme (et non de façon anonyme). Seules ces données sont conservées, pendant {retention}, et jamais partagées : {fields}."
+        ),
+        (true, false) => format!(
+            "Vos visites sont comptées sous un pseudonyme (et non de façon anonyme). Seules ces données sont conservées, pendant {retention} (la politique de confidentialité indique qui les reçoit) : {fields}."
+        ),
+    }
+}
+
+/// The opt-out cookie's lifetime and the browser signals actually honoured (`honour_dnt`,
+/// `honour_gpc`).
+fn optout_note(settings: &tutela_analytics::AnalyticsSettings, fr: bool) -> &'static str {
+    match (settings.honour_dnt, settings.honour_gpc, fr) {
+        (true, true, false) => {
+            "This choice is kept in a cookie on this browser for 13 months. Do Not Track and Global Privacy Control are honoured."
+        }
+        (true, true, true) => {
+            "Ce choix est conservé 13 mois dans un cookie de ce navigateur. Do Not Track et Global Privacy Control sont respectés."
+        }
+        (true, false, false) => {
+            "This choice is kept in a cookie on this browser for 13 months. Do Not Track is honoured; Global Privacy Control is not."
+        }
+        (true, false, true) => {
+            "Ce choix est conservé 13 mois dans un cookie de ce navigateur. Do Not Track est respecté ; Global Privacy Control ne l'est pas."
+        }
+        (false, true, false) => {
+            "This choice is kept in a cookie on this browser for 13 months. Global Privacy Control is honoured; Do Not Track is not."
+        }
+        (false, true, true) => {
+            "Ce choix est conservé 13 mois dans un cookie de ce navigateur. Global Privacy Control est respecté ; Do Not Track ne l'est pas."
+        }
+        (false, false, false) => {
+            "This choice is kept in a cookie on this browser for 13 months. Do Not Track and Global Privacy Control are not taken into account: use the button above."
+        }
+        (false, false, true) => {
+            "Ce choix est conservé 13 mois dans un cookie de ce navigateur. Do Not Track et Global Privacy Control ne sont pas pris en compte : utilisez le bouton ci-dessus."
+        }
+    }
 }
 
 /// `POST /optout`: sets or clears the opt-out cookie, then shows the page again.

@@ -223,6 +223,9 @@ async fn batches_rollups_reports_retention_and_erasure() {
             PurgeCounts::default()
         );
         assert_eq!(store.analytics_oldest_day(9).await.unwrap(), None);
+        // Sites with events or rollups are listed, whatever the configuration says.
+        let ids = store.analytics_site_ids().await.unwrap();
+        assert!(ids.contains(&1) && !ids.contains(&9), "{ids:?}");
     })
     .await;
 }
@@ -269,6 +272,18 @@ async fn salts_are_created_once_per_period_and_destroyed_after() {
             store.analytics_salt_periods(1, "visitor").await.unwrap(),
             [200]
         );
+        // Every site with salts is listed (retention reaches sites no longer configured).
+        assert_eq!(store.analytics_site_ids().await.unwrap(), [1, 2]);
+        store
+            .analytics_salt(7, "daily", 100, &[6; 32])
+            .await
+            .unwrap();
+        assert_eq!(store.analytics_site_ids().await.unwrap(), [1, 2, 7]);
+        store
+            .analytics_destroy_salts_before(7, "daily", 200)
+            .await
+            .unwrap();
+        assert_eq!(store.analytics_site_ids().await.unwrap(), [1, 2]);
         // Other kinds and sites are untouched.
         assert_eq!(
             store.analytics_salt_periods(1, "daily").await.unwrap(),
