@@ -37,6 +37,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     10 "0010_analytics_chunks",
     11 "0011_analytics_visitor_days_pk_only",
     13 "0013_analytics_visitor_watermark",
+    16 "0016_register_deadlines_applied",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -50,6 +51,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     10 "0010_analytics_chunks",
     11 "0011_analytics_visitor_days_pk_only",
     12 "0012_vault_subject_refs",
+    16 "0016_register_deadlines_applied",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.
