@@ -42,8 +42,8 @@ pub use rights::{
 };
 pub use tokens::ApiToken;
 pub use vault::{
-    Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier, StoredRecord, StoredSubject,
-    VaultTx,
+    DeadlineChange, DeadlineRow, Events, NewRecord, PurgedBatch, RecordPatch, StoredIdentifier,
+    StoredRecord, StoredSubject, VaultTx,
 };
 pub use vault_batch::BatchTx;
 pub use vault_pg::{PurgeSlice, PurgeStep};
@@ -138,6 +138,19 @@ pub struct RegisterVersion {
     pub revision: Option<String>,
     /// When Tutela first loaded this version (unix seconds).
     pub recorded_at: i64,
+}
+
+/// Where the deadlines of stored records stand with respect to the register versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadlinesState {
+    /// The newest version: the register in force.
+    pub latest: Option<RegisterVersion>,
+    /// Whether the deadlines of stored records were brought in line with `latest`.
+    pub latest_applied: bool,
+    /// `(id, content)` of the newest version whose deadlines were applied and of every version
+    /// recorded after it, oldest first: the registers the stored records may have been written
+    /// under since. Empty when no version was ever applied (then any record may be older).
+    pub since_applied: Vec<(i64, String)>,
 }
 
 /// The database behind Tutela.
@@ -361,6 +374,57 @@ impl Store {
         let version = version_from_row(&row)?;
         tx.commit().await?;
         Ok((version, true))
+    }
+
+    /// Where the deadlines of stored records stand with respect to the register versions
+    /// (see [`DeadlinesState`]).
+    pub async fn register_deadlines_state(&self) -> Result<DeadlinesState> {
+        let latest = sqlx::query(
+            "SELECT id, hash, revision, recorded_at, deadlines_applied_at FROM register_versions \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let (latest, latest_applied) = match latest {
+            Some(row) => (
+                Some(version_from_row(&row)?),
+                row.try_get::<Option<i64>, _>("deadlines_applied_at")?
+                    .is_some(),
+            ),
+            None => (None, false),
+        };
+        let base: Option<i64> = sqlx::query(
+            "SELECT MAX(id) FROM register_versions WHERE deadlines_applied_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        let mut since_applied = Vec::new();
+        if let Some(base) = base {
+            let rows =
+                sqlx::query("SELECT id, content FROM register_versions WHERE id >= $1 ORDER BY id")
+                    .bind(base)
+                    .fetch_all(&self.pool)
+                    .await?;
+            for row in rows {
+                since_applied.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(DeadlinesState {
+            latest,
+            latest_applied,
+            since_applied,
+        })
+    }
+
+    /// Notes that the deadlines of stored records now follow register version `id`.
+    pub async fn mark_register_deadlines_applied(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query("UPDATE register_versions SET deadlines_applied_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Every stored register version, newest first.

@@ -38,6 +38,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = migrations!("sqlite":
     11 "0011_analytics_visitor_days_pk_only",
     13 "0013_analytics_visitor_watermark",
     15 "0015_vault_wrapping_key",
+    16 "0016_register_deadlines_applied",
 );
 pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     1 "0001_foundation",
@@ -52,6 +53,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = migrations!("postgres":
     11 "0011_analytics_visitor_days_pk_only",
     12 "0012_vault_subject_refs",
     15 "0015_vault_wrapping_key",
+    16 "0016_register_deadlines_applied",
 );
 
 /// An arbitrary constant that identifies Tutela's migration lock among PostgreSQL advisory locks.

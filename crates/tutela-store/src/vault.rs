@@ -93,6 +93,27 @@ pub struct PurgedBatch {
     pub records: u64,
 }
 
+/// A record's retention metadata, read to recompute its deadline after a register change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadlineRow {
+    pub id: i64,
+    pub subject_id: String,
+    pub category: String,
+    pub collected_at: i64,
+    pub anchor_at: Option<i64>,
+    pub deadline: Option<i64>,
+    pub legal_hold: bool,
+}
+
+/// A recomputed deadline: applied only if the record's deadline is still `old_deadline`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadlineChange {
+    pub id: i64,
+    pub old_deadline: Option<i64>,
+    pub anchor_at: Option<i64>,
+    pub deadline: Option<i64>,
+}
+
 const RECORD_COLUMNS: &str = "id, subject_id, purpose, category, payload, source, collected_at, \
      anchor_at, deadline, CASE WHEN legal_hold THEN 1 ELSE 0 END AS legal_hold, \
      CASE WHEN restricted THEN 1 ELSE 0 END AS restricted, updated_at";
@@ -1055,6 +1076,85 @@ impl VaultTx {
             }
         }
         Ok(shredded)
+    }
+
+    /// Up to `limit` records of `purpose` with an id above `after`, in id order: their
+    /// retention metadata only (expired ones included).
+    pub async fn deadline_rows(
+        &mut self,
+        purpose: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<DeadlineRow>> {
+        let rows = sqlx::query(
+            "SELECT id, subject_id, category, collected_at, anchor_at, deadline, \
+             CASE WHEN legal_hold THEN 1 ELSE 0 END FROM vault_records \
+             WHERE purpose = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(purpose)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadlineRow {
+                    id: r.try_get(0)?,
+                    subject_id: r.try_get(1)?,
+                    category: r.try_get(2)?,
+                    collected_at: r.try_get(3)?,
+                    anchor_at: r.try_get(4)?,
+                    deadline: r.try_get(5)?,
+                    legal_hold: r.try_get::<i64, _>(6)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets recomputed deadlines (and anchors), one statement per 10,000 changes; a record
+    /// whose deadline is no longer `old_deadline` (an anchor event moved it meanwhile) is left
+    /// alone. Returns how many records changed.
+    pub async fn set_deadlines(&mut self, changes: &[DeadlineChange], now: i64) -> Result<u64> {
+        let sql = match self.engine {
+            Engine::Sqlite => {
+                "UPDATE vault_records SET anchor_at = json_extract(u.value, '$.a'), \
+                 deadline = json_extract(u.value, '$.d'), updated_at = $2 \
+                 FROM json_each($1) AS u \
+                 WHERE vault_records.id = json_extract(u.value, '$.id') \
+                 AND vault_records.deadline IS json_extract(u.value, '$.o')"
+            }
+            Engine::Postgres => {
+                "UPDATE vault_records AS r SET anchor_at = u.a, deadline = u.d, updated_at = $2 \
+                 FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, a bigint, d bigint, o bigint) \
+                 WHERE r.id = u.id AND r.deadline IS NOT DISTINCT FROM u.o"
+            }
+        };
+        let mut n = 0;
+        for chunk in changes.chunks(10_000) {
+            let mut json = String::with_capacity(chunk.len() * 64);
+            json.push('[');
+            for (i, c) in chunk.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                let opt = |v: Option<i64>| v.map_or_else(|| "null".to_string(), |v| v.to_string());
+                json.push_str(&format!(
+                    "{{\"id\":{},\"a\":{},\"d\":{},\"o\":{}}}",
+                    c.id,
+                    opt(c.anchor_at),
+                    opt(c.deadline),
+                    opt(c.old_deadline)
+                ));
+            }
+            json.push(']');
+            n += sqlx::query(sql)
+                .bind(json)
+                .bind(now)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
     }
 
     /// Subjects by id, read inside the transaction.

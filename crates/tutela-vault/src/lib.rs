@@ -21,6 +21,7 @@ mod audit;
 mod erase;
 mod keys;
 mod read;
+mod recompute;
 mod retention;
 mod write;
 
@@ -36,6 +37,7 @@ pub use audit::{AuditExportEntry, AuditProblem, AuditVerification};
 pub use erase::{ErasureReport, ErasureScope, KeepReason, KeptRecord};
 pub use keys::VaultKeys;
 pub use read::{IdentifierView, PurposeView, ReadOptions, RecordView, SubjectView};
+pub use recompute::{DEFAULT_RECOMPUTE_BATCH, RecomputeReport, RecomputedPurpose, changed_rules};
 pub use retention::{PurgeProgress, PurgeReport};
 pub use write::{
     AnchorEvent, BatchItem, EVENTS, EventPurpose, EventReport, IdentifierInput, RecordInput,
@@ -187,6 +189,13 @@ impl Vault {
         clock: impl Fn() -> jiff::Timestamp + Send + Sync + 'static,
     ) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The same vault checking against another register (tests: the register in force changed).
+    #[must_use]
+    pub fn with_register(mut self, register: Arc<Register>) -> Self {
+        self.register = register;
         self
     }
 

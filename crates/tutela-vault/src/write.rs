@@ -171,7 +171,7 @@ struct Prepared<'a> {
 
 /// Deadlines computed in one call, by (rule, anchor time).
 #[derive(Default)]
-struct DeadlineMemo(HashMap<(usize, i64), Option<i64>>);
+pub(crate) struct DeadlineMemo(HashMap<(usize, i64), Option<i64>>);
 
 impl DeadlineMemo {
     fn get(&mut self, rule: &RetentionRule, anchor: i64) -> Result<Option<i64>> {
@@ -193,7 +193,7 @@ impl DeadlineMemo {
 
     /// `(anchor_at, deadline)` of a new record under `rule`, given the subject's events for the
     /// record's purpose.
-    fn schedule(
+    pub(crate) fn schedule(
         &mut self,
         rule: &RetentionRule,
         collected_at: i64,

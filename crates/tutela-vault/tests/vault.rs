@@ -1633,3 +1633,183 @@ async fn concurrent_creations_of_one_person_give_one_subject() {
     })
     .await;
 }
+
+/// The example register with security logs kept 1 day instead of 6 months, recruitment data 6
+/// months after the last contact instead of 12, and audience statistics 365 days instead of 180.
+fn changed_register() -> tutela_domain::Register {
+    let text = tutela_domain::EXAMPLE_REGISTER
+        .replacen(
+            "keep = \"6 months\"   # this example's choice (the reference",
+            "keep = \"1 day\"   # (the reference",
+            1,
+        )
+        .replacen("keep = \"12 months\"", "keep = \"6 months\"", 1)
+        .replacen("keep = \"180 days\"", "keep = \"365 days\"", 1);
+    assert_ne!(text, tutela_domain::EXAMPLE_REGISTER);
+    tutela_domain::load(&text, "changed").unwrap()
+}
+
+#[tokio::test]
+async fn a_shortened_retention_reaches_stored_records_a_longer_one_does_not() {
+    on_each_engine(|env| async move {
+        let v = &env.vault;
+        env.set_now("2026-01-01T00:00:00Z");
+        let customer = new_subject(&env, vec![email("grace@example.com")]).await;
+        let mut held = rec(
+            "platform_security",
+            "activity_logs",
+            json!({"op": "export"}),
+        );
+        held.legal_hold = true;
+        let sec = v
+            .put_records(
+                &actor(),
+                &customer,
+                vec![
+                    rec("platform_security", "activity_logs", json!({"op": "login"})),
+                    rec("platform_security", "ip_address", json!("192.0.2.1")),
+                    held,
+                    // 1 year by legal obligation: its rule does not change.
+                    rec(
+                        "platform_security",
+                        "content_change_logs",
+                        json!({"op": "deploy"}),
+                    ),
+                    rec("audience_statistics", "page_url", json!("/pricing")),
+                    rec("recruitment", "resume", json!("cv")),
+                ],
+            )
+            .await
+            .unwrap();
+        env.set_now("2026-03-01T00:00:00Z");
+        v.record_event(
+            &actor(),
+            &customer,
+            AnchorEvent {
+                event: "last_contact".into(),
+                purpose: Some("recruitment".into()),
+                at: None,
+            },
+        )
+        .await
+        .unwrap();
+        let deadline = |id: i64| {
+            let env = env.clone();
+            let customer = customer.clone();
+            async move {
+                env.store
+                    .vault_record(&customer, id, 0)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .deadline
+            }
+        };
+        let before: Vec<Option<i64>> = {
+            let mut out = Vec::new();
+            for r in &sec {
+                out.push(deadline(r.id).await);
+            }
+            out
+        };
+        assert_eq!(before[0], Some(ts("2026-07-01T00:00:00Z")));
+        assert_eq!(before[5], Some(ts("2027-03-01T00:00:00Z")));
+
+        // The register changes; the records are three days... two months old.
+        let old = tutela_domain::load(tutela_domain::EXAMPLE_REGISTER, "example").unwrap();
+        let new = changed_register();
+        let rules = tutela_vault::changed_rules(&new, Some(std::slice::from_ref(&old)));
+        assert!(rules.contains(&("platform_security".into(), "activity_logs".into())));
+        assert!(!rules.contains(&("platform_security".into(), "content_change_logs".into())));
+        assert!(rules.contains(&("audience_statistics".into(), "page_url".into())));
+        let v2 = v.clone().with_register(Arc::new(new));
+
+        // Before the recompute, the old deadlines stand: nothing to purge (the bug).
+        let dry = v2
+            .purge_expired(&actor(), true, 100, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(dry.records, 0);
+        // A dry recompute counts and changes nothing.
+        let counted = v2
+            .recompute_deadlines(&actor(), &rules, true, 2)
+            .await
+            .unwrap();
+        assert_eq!(counted.per_purpose["platform_security"].records, 3);
+        assert_eq!(counted.per_purpose["platform_security"].expired, 2);
+        assert_eq!(deadline(sec[0].id).await, before[0]);
+
+        let audit_before = env.store.audit_head().await.unwrap().0;
+        let done = v2
+            .recompute_deadlines(&actor(), &rules, false, 2)
+            .await
+            .unwrap();
+        assert_eq!(done.per_purpose["platform_security"].records, 3);
+        assert_eq!(
+            done.per_purpose["platform_security"].expired, 2,
+            "the held one is kept"
+        );
+        assert_eq!(done.per_purpose["recruitment"].records, 1);
+        assert!(!done.per_purpose.contains_key("audience_statistics"));
+        // Shortened: one day after collection; the legal-obligation rule and the lengthened
+        // one are unchanged; the recruitment clock still counts from the last contact.
+        assert_eq!(deadline(sec[0].id).await, Some(ts("2026-01-02T00:00:00Z")));
+        assert_eq!(deadline(sec[1].id).await, Some(ts("2026-01-02T00:00:00Z")));
+        assert_eq!(deadline(sec[2].id).await, Some(ts("2026-01-02T00:00:00Z")));
+        assert_eq!(deadline(sec[3].id).await, before[3]);
+        assert_eq!(deadline(sec[4].id).await, before[4]);
+        assert_eq!(deadline(sec[5].id).await, Some(ts("2026-09-01T00:00:00Z")));
+        // The audit log says what was recomputed, with counts only.
+        let rows = env.store.audit_entries(audit_before, 100).await.unwrap();
+        let recomputed: u64 = rows
+            .iter()
+            .filter(|r| r.action == "retention_recompute" && r.purpose == "platform_security")
+            .map(|r| {
+                assert!(r.subject_commitment.is_none());
+                serde_json::from_str::<serde_json::Value>(&r.details).unwrap()["records"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(recomputed, 3);
+        assert!(v2.verify_audit(None).await.unwrap().is_ok());
+        // Idempotent.
+        let again = v2
+            .recompute_deadlines(&actor(), &rules, false, 2)
+            .await
+            .unwrap();
+        assert_eq!(again.records(), 0);
+
+        // Reads hide the newly expired records at once (the held one stays readable).
+        let view = v2
+            .read_subject(
+                &actor(),
+                "platform_security",
+                &customer,
+                ReadOptions::default(),
+            )
+            .await
+            .unwrap();
+        let security = view
+            .purposes
+            .iter()
+            .find(|p| p.purpose == "platform_security")
+            .unwrap();
+        let cats: Vec<&str> = security
+            .records
+            .iter()
+            .map(|r| r.category.as_str())
+            .collect();
+        assert_eq!(cats, ["activity_logs", "content_change_logs"]);
+        assert!(security.records[0].legal_hold);
+        // And the purge deletes them, legal hold honoured.
+        let purged = v2
+            .purge_expired(&Actor::new("job:retention"), false, 100, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(purged.records, 2);
+        assert_eq!(purged.per_purpose["platform_security"], 2);
+        assert!(deadline(sec[2].id).await.is_some(), "held record survives");
+    })
+    .await;
+}

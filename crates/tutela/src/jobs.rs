@@ -76,14 +76,16 @@ pub async fn run_once(vault: &Vault, holder: &str) -> anyhow::Result<bool> {
         tracing::debug!("retention job: another node holds the lease");
         return Ok(false);
     }
-    let result = vault
-        .purge_expired(
-            &Actor::new("job:retention"),
-            false,
-            DEFAULT_PURGE_BATCH,
-            &mut |_, _| {},
-        )
-        .await;
+    let actor = Actor::new("job:retention");
+    // First the deadlines a new register changed (when another node recorded it, or this one
+    // could not take the lease at start), then the purge.
+    let result = match crate::deadlines::apply_pending(vault, &actor, false).await {
+        Ok(_) => vault
+            .purge_expired(&actor, false, DEFAULT_PURGE_BATCH, &mut |_, _| {})
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
     store.release_lease(RETENTION_LEASE, holder).await?;
     result?;
     Ok(true)

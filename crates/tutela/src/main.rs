@@ -5,6 +5,7 @@ mod audit_cmd;
 mod config;
 mod consent_job;
 mod context;
+mod deadlines;
 mod http_server;
 mod jobs;
 mod keys;

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use crate::context::Context;
@@ -41,6 +42,13 @@ pub fn run(cmd: RetentionCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         let vault = crate::keys::open_vault(ctx, &store).await?;
         let holder = crate::jobs::holder();
         let now = jiff::Timestamp::now().as_second();
+        if !args.dry_run {
+            // The register this command loads (the one `serve` loads) is the register in
+            // force: recorded if new, as `serve` does, so that its deadlines apply below.
+            crate::deadlines::record_version(&store, vault.register())
+                .await
+                .context("cannot record the register version")?;
+        }
         if !args.dry_run
             && !store
                 .try_lease(crate::jobs::RETENTION_LEASE, &holder, now, 3600)
@@ -51,26 +59,50 @@ pub fn run(cmd: RetentionCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 "another node is running the retention job right now; try again in a few minutes"
             );
         }
-        let mut bar = Progress::new(
-            if args.dry_run { "counting" } else { "purging" },
-            std::io::stderr().is_terminal(),
-        );
-        let result = vault
-            .purge_expired(
-                &crate::keys::operator(),
-                args.dry_run,
-                args.batch,
-                &mut |d, t| bar.update(d, t),
-            )
-            .await;
-        bar.finish();
+        let actor = crate::keys::operator();
+        // Deadlines a register change shortened first (a dry run counts what it would expire).
+        let recomputed = crate::deadlines::apply_pending(&vault, &actor, args.dry_run).await;
+        let result = match recomputed {
+            Ok(recomputed) => {
+                let mut bar = Progress::new(
+                    if args.dry_run { "counting" } else { "purging" },
+                    std::io::stderr().is_terminal(),
+                );
+                let purged = vault
+                    .purge_expired(&actor, args.dry_run, args.batch, &mut |d, t| {
+                        bar.update(d, t)
+                    })
+                    .await;
+                bar.finish();
+                purged.map(|p| (recomputed, p)).map_err(anyhow::Error::from)
+            }
+            Err(e) => Err(e),
+        };
         if !args.dry_run {
             let _ = store
                 .release_lease(crate::jobs::RETENTION_LEASE, &holder)
                 .await;
         }
         store.close().await;
-        let report = result?;
+        let (recomputed, mut report) = result?;
+        if let Some(r) = &recomputed {
+            if r.records() > 0 {
+                eprintln!(
+                    "{} {} deadlines brought forward by the register in force",
+                    if args.dry_run { "would have" } else { "had" },
+                    r.records()
+                );
+            }
+            // A dry run: what the recompute would expire is deleted by the real run too.
+            if args.dry_run {
+                for (purpose, p) in &r.per_purpose {
+                    if p.expired > 0 {
+                        *report.per_purpose.entry(purpose.clone()).or_default() += p.expired;
+                        report.records += p.expired;
+                    }
+                }
+            }
+        }
         let verb = if args.dry_run {
             "would delete"
         } else {

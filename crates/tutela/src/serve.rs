@@ -9,7 +9,7 @@ use tutela_crypto::password::PasswordParams;
 use tutela_http::consent::ConsentOptions;
 use tutela_http::console::ConsoleConfig;
 use tutela_http::{AppState, LoadedRegister, build_app};
-use tutela_vault::Vault;
+use tutela_vault::{Actor, Vault};
 
 use crate::config::{self, PolicySource};
 use crate::context::Context;
@@ -265,6 +265,23 @@ pub fn run(args: ServeArgs, ctx: Context) -> anyhow::Result<ExitCode> {
         let analytics_for_job = analytics.clone();
         let keys = crate::keys::load_or_create(&ctx.master_key_file, &store).await?;
         let vault = Vault::new(store.clone(), Arc::new(register.clone()), keys.vault_keys()?);
+        // Before serving: the deadlines of stored records follow the register in force (a
+        // shortened period reaches the records already stored). Under the retention lease, so
+        // that one node does it; if another node holds it, the retention job does it later.
+        let holder = crate::jobs::holder();
+        if store
+            .try_lease(crate::jobs::RETENTION_LEASE, &holder, jiff::Timestamp::now().as_second(), 3600)
+            .await?
+        {
+            let applied =
+                crate::deadlines::apply_pending(&vault, &Actor::new("job:retention"), false).await;
+            store.release_lease(crate::jobs::RETENTION_LEASE, &holder).await?;
+            applied.context("cannot bring stored deadlines in line with the register")?;
+        } else {
+            tracing::info!(
+                "another node holds the retention lease: the retention job brings stored deadlines in line with the register"
+            );
+        }
         tracing::info!(
             master_key = %keys.master.id(),
             index_root = %keys.index_root.id(),

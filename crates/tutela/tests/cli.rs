@@ -1086,3 +1086,116 @@ fn serve_purges_expired_consent_records_and_audits_the_count() {
     );
     run_ok(data, &["audit", "verify"]);
 }
+
+/// A retention period shortened in the register reaches the records already stored: the dry
+/// run counts them with the changed register, `serve` brings their deadlines forward when it
+/// records the new version (reads hide them), and `retention run` deletes them.
+#[test]
+fn a_shortened_retention_period_reaches_stored_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_path = dir.path().join("data");
+    let data = data_path.to_str().unwrap();
+    let (token, _) = run_ok(
+        data,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "platform",
+            "--scope",
+            "vault:read",
+            "--scope",
+            "vault:write",
+        ],
+    );
+    let token = token.trim().to_string();
+    let server = Server::start_env(&data_path, &[], &[("TUTELA_RETENTION_INTERVAL", "off")]);
+    let (st, body) = server.call(
+        "POST",
+        "/api/v1/subjects",
+        &token,
+        Some(r#"{"identifiers":[{"kind":"email","value":"short.marker@example.org"}]}"#),
+    );
+    assert_eq!(st, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sid = v["subject_id"].as_str().unwrap().to_string();
+    let three_days_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72);
+    let records = format!(
+        r#"{{"records":[
+            {{"purpose":"platform_security","category":"activity_logs","payload":{{"op":"login"}},"source":"api","collected_at":"{three_days_ago}"}},
+            {{"purpose":"support","category":"support_messages","payload":{{"text":"still here"}},"source":"chat"}}
+        ]}}"#
+    );
+    let (st, body) = server.call(
+        "POST",
+        &format!("/api/v1/subjects/{sid}/records"),
+        &token,
+        Some(&records),
+    );
+    assert_eq!(st, 201, "{body}");
+    let (status, _) = server.stop();
+    assert!(status.success());
+    let (out, _) = run_ok(data, &["retention", "run", "--dry-run"]);
+    assert_eq!(out.trim(), "", "6 months: nothing expired yet");
+
+    // Security logs are now kept 1 day instead of 6 months.
+    let text = std::fs::read_to_string(format!(
+        "{}/../../examples/policy.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let changed = text.replacen(
+        "keep = \"6 months\"   # this example's choice (the reference",
+        "keep = \"1 day\"   # (the reference",
+        1,
+    );
+    assert_ne!(changed, text);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, changed).unwrap();
+    let policy = policy.to_str().unwrap();
+
+    // The dry run with the changed register counts the record (and changes nothing).
+    let (out, err) = run_ok(data, &["--policy", policy, "retention", "run", "--dry-run"]);
+    assert_eq!(out.trim(), "platform_security\t1", "{err}");
+    assert!(err.contains("would delete 1"), "{err}");
+
+    // Serving the changed register brings the deadline forward: reads hide the record.
+    let server = Server::start_env(
+        &data_path,
+        &["--policy", policy],
+        &[("TUTELA_RETENTION_INTERVAL", "off")],
+    );
+    let (st, body) = server.call(
+        "GET",
+        &format!("/api/v1/subjects/{sid}?purpose=platform_security"),
+        &token,
+        None,
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        !body.contains("login") && body.contains("still here"),
+        "the newly expired record is hidden: {body}"
+    );
+    let (status, log) = server.stop();
+    assert!(status.success());
+    assert!(
+        log.contains("stored deadlines follow the register"),
+        "{log}"
+    );
+
+    let (out, err) = run_ok(data, &["--policy", policy, "retention", "run", "--dry-run"]);
+    assert_eq!(out.trim(), "platform_security\t1", "{err}");
+    let (out, err) = run_ok(data, &["--policy", policy, "retention", "run"]);
+    assert_eq!(out.trim(), "platform_security\t1");
+    assert!(err.contains("deleted 1 expired records"), "{err}");
+    // The recompute is in the audit log (counts, no personal data).
+    let (out, _) = run_ok(data, &["audit", "export"]);
+    let line = out
+        .lines()
+        .find(|l| l.contains("retention_recompute"))
+        .expect("a recompute entry");
+    assert!(
+        line.contains("platform_security") && !line.contains("short.marker"),
+        "{line}"
+    );
+}

@@ -14,6 +14,51 @@ async fn ping_and_engine() {
 }
 
 #[tokio::test]
+async fn register_deadlines_state_lists_the_versions_since_the_last_applied_one() {
+    on_each_engine(|store: Store| async move {
+        let s = store.register_deadlines_state().await.unwrap();
+        assert!(s.latest.is_none() && !s.latest_applied && s.since_applied.is_empty());
+        let (v1, _) = store
+            .record_register_version("aaa", None, "{\"a\":1}", 1_000)
+            .await
+            .unwrap();
+        // Never applied: no history to compare with.
+        let s = store.register_deadlines_state().await.unwrap();
+        assert_eq!(s.latest.as_ref().map(|v| v.id), Some(v1.id));
+        assert!(!s.latest_applied && s.since_applied.is_empty());
+        store
+            .mark_register_deadlines_applied(v1.id, 1_001)
+            .await
+            .unwrap();
+        let s = store.register_deadlines_state().await.unwrap();
+        assert!(s.latest_applied);
+        assert_eq!(s.since_applied, vec![(v1.id, "{\"a\":1}".to_string())]);
+        // Two versions recorded, neither applied: both are history beside the applied one.
+        let (v2, _) = store
+            .record_register_version("bbb", None, "{\"a\":2}", 2_000)
+            .await
+            .unwrap();
+        let (v3, _) = store
+            .record_register_version("ccc", None, "{\"a\":3}", 3_000)
+            .await
+            .unwrap();
+        let s = store.register_deadlines_state().await.unwrap();
+        assert_eq!(s.latest.as_ref().map(|v| v.id), Some(v3.id));
+        assert!(!s.latest_applied);
+        let ids: Vec<i64> = s.since_applied.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, vec![v1.id, v2.id, v3.id]);
+        store
+            .mark_register_deadlines_applied(v3.id, 3_001)
+            .await
+            .unwrap();
+        let s = store.register_deadlines_state().await.unwrap();
+        assert!(s.latest_applied);
+        assert_eq!(s.since_applied.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn register_versions_are_recorded_only_on_change() {
     on_each_engine(|store: Store| async move {
         assert!(store.register_versions().await.unwrap().is_empty());
