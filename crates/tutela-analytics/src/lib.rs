@@ -782,7 +782,25 @@ impl Analytics {
         site_id: i64,
         visitor_id: &str,
     ) -> Result<Option<i64>, Error> {
-        if !pseudonym::is_visitor_id(visitor_id) || self.site(site_id).is_none() {
+        if !pseudonym::is_visitor_id(visitor_id) {
+            return Ok(None);
+        }
+        self.current_pseudonym(
+            site_id,
+            pseudonym::Source::Cookie,
+            &visitor_id_lower(visitor_id),
+        )
+        .await
+    }
+
+    /// The pseudonym `source` = `value` has now on `site_id` (None for an unknown site).
+    async fn current_pseudonym(
+        &self,
+        site_id: i64,
+        source: pseudonym::Source,
+        value: &[u8],
+    ) -> Result<Option<i64>, Error> {
+        if self.site(site_id).is_none() {
             return Ok(None);
         }
         let now = jiff::Timestamp::now().as_second();
@@ -790,11 +808,7 @@ impl Analytics {
             .salt(site_id, SALT_VISITOR, now)
             .await
             .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Some(key.pseudonym(
-            site_id,
-            pseudonym::Source::Cookie,
-            &[&*visitor_id_lower(visitor_id)],
-        )))
+        Ok(Some(key.pseudonym(site_id, source, &[value])))
     }
 
     /// The pseudonym of a signed-in visitor's user id (the `uid` their hits carried: with a user
@@ -808,19 +822,11 @@ impl Analytics {
         let Some(uid) = params::user_id(user_id) else {
             return Ok(None);
         };
-        if self.settings.cookieless || self.site(site_id).is_none() {
+        if self.settings.cookieless {
             return Ok(None);
         }
-        let now = jiff::Timestamp::now().as_second();
-        let key = self
-            .salt(site_id, SALT_VISITOR, now)
+        self.current_pseudonym(site_id, pseudonym::Source::UserId, uid.as_bytes())
             .await
-            .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Some(key.pseudonym(
-            site_id,
-            pseudonym::Source::UserId,
-            &[uid.as_bytes()],
-        )))
     }
 
     /// Rights hook: every stored event of the signed-in visitor whose user id is `user_id`.

@@ -125,16 +125,7 @@ impl Vault {
         action: &str,
         details: serde_json::Value,
     ) -> Result<()> {
-        let entry = NewAuditEntry {
-            time_ms: self.now().as_millisecond(),
-            actor: actor.0.clone(),
-            action: action.to_string(),
-            purpose: String::new(),
-            subject_commitment: None,
-            details: details.to_string(),
-        };
-        self.store.append_audit(&[entry], hasher).await?;
-        Ok(())
+        self.audit_entry(actor, action, "", None, details).await
     }
 
     /// Appends one entry about data held outside the vault (web analytics): `subject`, when
