@@ -79,14 +79,21 @@ pub async fn run_once(vault: &Vault, holder: &str) -> anyhow::Result<bool> {
     let actor = Actor::new("job:retention");
     // First the deadlines a new register changed (when another node recorded it, or this one
     // could not take the lease at start), then the purge.
-    let result = match crate::deadlines::apply_pending(vault, &actor, false).await {
-        Ok(_) => vault
-            .purge_expired(&actor, false, DEFAULT_PURGE_BATCH, &mut |_, _| {})
-            .await
-            .map_err(anyhow::Error::from),
-        Err(e) => Err(e),
-    };
+    // A failed recompute never holds back the purge of what is already expired (it only brings
+    // deadlines forward): it is logged and retried at the next run.
+    let recomputed = crate::deadlines::apply_pending(vault, &actor, false).await;
+    if let Err(e) = &recomputed {
+        tracing::error!(
+            error = %e,
+            "retention job: stored deadlines not brought in line with the register; purging what has expired, retrying at the next run"
+        );
+    }
+    let purged = vault
+        .purge_expired(&actor, false, DEFAULT_PURGE_BATCH, &mut |_, _| {})
+        .await
+        .map_err(anyhow::Error::from);
     store.release_lease(RETENTION_LEASE, holder).await?;
-    result?;
+    purged?;
+    recomputed?;
     Ok(true)
 }

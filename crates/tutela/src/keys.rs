@@ -452,17 +452,25 @@ async fn rotate(ctx: &Context, store: &Store, path: &Path) -> anyhow::Result<Exi
             // was, since the new key wrapped nothing — unless the switch did commit (an error
             // after the commit): then the file must keep the new key, and running the command
             // again finishes the rotation.
+            // The file goes back only when the database positively shows it was not switched;
+            // when that cannot be told (the database is unreachable), the file keeps both keys,
+            // which is always safe: running the command again finishes the rotation.
             let new_id = keys.master.id().to_hex();
-            if store.vault_wrapping_key().await.ok().flatten().as_deref() == Some(new_id.as_str()) {
-                return Err(e).context(
-                    "the database was switched to the new master key, but the rotation stopped: \
-                     run `tutela keys rotate` again to finish it",
-                );
+            match store.vault_wrapping_key().await {
+                Ok(current) if current.as_deref() != Some(new_id.as_str()) => {
+                    let mut back = keys;
+                    back.master = back.previous.pop().expect("pushed above");
+                    back.write(path, true)?;
+                    return Err(e)
+                        .context("the rotation was not started; the key file is unchanged");
+                }
+                _ => {
+                    return Err(e).context(
+                        "the rotation stopped after the new master key was written to the key file \
+                         (which still holds the old one): run `tutela keys rotate` again to finish it",
+                    );
+                }
             }
-            let mut back = keys;
-            back.master = back.previous.pop().expect("pushed above");
-            back.write(path, true)?;
-            return Err(e).context("the rotation was not started; the key file is unchanged");
         }
     } else {
         eprintln!(

@@ -61,30 +61,31 @@ pub fn run(cmd: RetentionCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         let actor = crate::keys::operator();
         // Deadlines a register change shortened first (a dry run counts what it would expire).
+        // A recompute that fails never holds back the purge of what is already expired (the
+        // recompute only brings deadlines forward); it is reported, and the command fails.
         let recomputed = crate::deadlines::apply_pending(&vault, &actor, args.dry_run).await;
-        let result = match recomputed {
-            Ok(recomputed) => {
-                let mut bar = Progress::new(
-                    if args.dry_run { "counting" } else { "purging" },
-                    std::io::stderr().is_terminal(),
-                );
-                let purged = vault
-                    .purge_expired(&actor, args.dry_run, args.batch, &mut |d, t| {
-                        bar.update(d, t)
-                    })
-                    .await;
-                bar.finish();
-                purged.map(|p| (recomputed, p)).map_err(anyhow::Error::from)
-            }
-            Err(e) => Err(e),
-        };
+        let mut bar = Progress::new(
+            if args.dry_run { "counting" } else { "purging" },
+            std::io::stderr().is_terminal(),
+        );
+        let purged = vault
+            .purge_expired(&actor, args.dry_run, args.batch, &mut |d, t| {
+                bar.update(d, t)
+            })
+            .await;
+        bar.finish();
+        let result = purged.map_err(anyhow::Error::from);
         if !args.dry_run {
             let _ = store
                 .release_lease(crate::jobs::RETENTION_LEASE, &holder)
                 .await;
         }
         store.close().await;
-        let (recomputed, mut report) = result?;
+        let mut report = result?;
+        let (recomputed, recompute_error) = match recomputed {
+            Ok(r) => (r, None),
+            Err(e) => (None, Some(e)),
+        };
         if let Some(r) = &recomputed {
             if r.records() > 0 {
                 eprintln!(
@@ -123,6 +124,12 @@ pub fn run(cmd: RetentionCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 )
             }
         );
+        if let Some(e) = recompute_error {
+            return Err(e.context(
+                "stored deadlines could not be brought in line with the register (what had \
+                 already expired was purged; the next run retries)",
+            ));
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

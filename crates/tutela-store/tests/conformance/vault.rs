@@ -1165,6 +1165,10 @@ async fn pg_purge_slices_run_concurrently_and_a_hold_placed_during_a_batch_wins(
         .execute(&mut *hold)
         .await
         .unwrap();
+    let hold_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *hold)
+        .await
+        .unwrap();
     let purge = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -1178,13 +1182,15 @@ async fn pg_purge_slices_run_concurrently_and_a_hold_placed_during_a_batch_wins(
             step
         })
     };
-    // Wait until the batch waits for the hold's row lock, then commit the hold.
+    // Wait until the batch waits for the hold's row lock (a backend blocked by this very
+    // transaction: other tests on the same server cannot be mistaken for it), then commit the
+    // hold.
     let mut waited = false;
     for _ in 0..500 {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE '%doomed%'",
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
         )
+        .bind(hold_pid)
         .fetch_one(store.pool_for_tests())
         .await
         .unwrap();
