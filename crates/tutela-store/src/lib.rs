@@ -469,6 +469,17 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// The names of the leases `holder` holds now.
+    pub async fn leases_of(&self, holder: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM job_leases WHERE holder = $1")
+            .bind(holder)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
+    }
+
     /// Gives a lease back before it expires.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")

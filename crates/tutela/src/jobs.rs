@@ -33,12 +33,30 @@ pub async fn stop_and_release(store: &tutela_store::Store, jobs: Vec<tokio::task
 }
 
 /// Gives back the per-run leases held by `holder` (a no-op for leases it does not hold).
+///
+/// A job aborted while its `try_lease` was on its way to the database can still have it
+/// committed a moment after the abort (the statement was already handed to a connection): so
+/// the leases are released, then checked again after a pause, until a check finds none (at
+/// least two rounds, at most ten).
 pub async fn release_run_leases(store: &tutela_store::Store, holder: &str) {
-    for name in RUN_LEASES {
-        if let Err(err) = store.release_lease(name, holder).await {
-            tracing::warn!(error = %err, lease = name, "could not give a job lease back");
+    for round in 0..10 {
+        for name in RUN_LEASES {
+            if let Err(err) = store.release_lease(name, holder).await {
+                tracing::warn!(error = %err, lease = name, "could not give a job lease back");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match store.leases_of(holder).await {
+            Ok(held) if held.iter().any(|n| RUN_LEASES.contains(&n.as_str())) => {}
+            Ok(_) if round == 0 => {}
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not check the job leases given back");
+                return;
+            }
         }
     }
+    tracing::warn!("a job lease kept coming back after the jobs were stopped");
 }
 
 /// A name for this process among the nodes (host name and process id). Every job of one
