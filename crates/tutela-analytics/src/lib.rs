@@ -835,18 +835,14 @@ impl Analytics {
         site_id: i64,
         user_id: &str,
     ) -> Result<Option<Vec<EventRow>>, Error> {
-        match self.pseudonym_of_user_id(site_id, user_id).await? {
-            Some(p) => Ok(Some(self.store.analytics_events_of(site_id, p).await?)),
-            None => Ok(None),
-        }
+        let p = self.pseudonym_of_user_id(site_id, user_id).await?;
+        self.events_of(site_id, p).await
     }
 
     /// Rights hook: erases every stored event of that signed-in visitor; returns how many.
     pub async fn erase_user(&self, site_id: i64, user_id: &str) -> Result<Option<u64>, Error> {
-        match self.pseudonym_of_user_id(site_id, user_id).await? {
-            Some(p) => Ok(Some(self.store.analytics_erase_visitor(site_id, p).await?)),
-            None => Ok(None),
-        }
+        let p = self.pseudonym_of_user_id(site_id, user_id).await?;
+        self.erase_of(site_id, p).await
     }
 
     /// Rights hook: every stored event of the visitor whose cookie value is `visitor_id`.
@@ -855,10 +851,8 @@ impl Analytics {
         site_id: i64,
         visitor_id: &str,
     ) -> Result<Option<Vec<EventRow>>, Error> {
-        match self.pseudonym_of_visitor_id(site_id, visitor_id).await? {
-            Some(p) => Ok(Some(self.store.analytics_events_of(site_id, p).await?)),
-            None => Ok(None),
-        }
+        let p = self.pseudonym_of_visitor_id(site_id, visitor_id).await?;
+        self.events_of(site_id, p).await
     }
 
     /// Rights hook: erases every stored event of that visitor. Returns how many were erased.
@@ -867,7 +861,25 @@ impl Analytics {
         site_id: i64,
         visitor_id: &str,
     ) -> Result<Option<u64>, Error> {
-        match self.pseudonym_of_visitor_id(site_id, visitor_id).await? {
+        let p = self.pseudonym_of_visitor_id(site_id, visitor_id).await?;
+        self.erase_of(site_id, p).await
+    }
+
+    /// The stored events of `pseudonym` (None: nobody the hooks can reach).
+    async fn events_of(
+        &self,
+        site_id: i64,
+        pseudonym: Option<i64>,
+    ) -> Result<Option<Vec<EventRow>>, Error> {
+        match pseudonym {
+            Some(p) => Ok(Some(self.store.analytics_events_of(site_id, p).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Erases the stored events of `pseudonym`; returns how many (None: nobody to erase).
+    async fn erase_of(&self, site_id: i64, pseudonym: Option<i64>) -> Result<Option<u64>, Error> {
+        match pseudonym {
             Some(p) => Ok(Some(self.store.analytics_erase_visitor(site_id, p).await?)),
             None => Ok(None),
         }

@@ -446,6 +446,24 @@ fn run_ok(data: &str, args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// A new API token named `name` with `vault:read` and `vault:write`.
+fn vault_token(data: &str, name: &str) -> String {
+    let (token, _) = run_ok(
+        data,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            name,
+            "--scope",
+            "vault:read",
+            "--scope",
+            "vault:write",
+        ],
+    );
+    token.trim().to_string()
+}
+
 fn key_line(path: &Path, name: &str) -> String {
     std::fs::read_to_string(path)
         .unwrap()
@@ -464,20 +482,7 @@ fn vault_keys_retention_and_audit_commands() {
     let data_path = dir.path().join("data");
     let data = data_path.to_str().unwrap();
     let key_file = data_path.join("master.key");
-    let (token, _) = run_ok(
-        data,
-        &[
-            "tokens",
-            "create",
-            "--name",
-            "platform",
-            "--scope",
-            "vault:read",
-            "--scope",
-            "vault:write",
-        ],
-    );
-    let token = token.trim().to_string();
+    let token = vault_token(data, "platform");
 
     let server = Server::start_env(&data_path, &[], &[("TUTELA_RETENTION_INTERVAL", "off")]);
     #[cfg(unix)]
@@ -692,20 +697,7 @@ fn keys_rotate_while_serving_loses_nothing() {
     let env = [("TUTELA_RETENTION_INTERVAL", "off")];
     let (status, _) = run_ok(data, &["keys", "status"]);
     assert!(status.contains("absent: the vault is empty"), "{status}");
-    let (token, _) = run_ok(
-        data,
-        &[
-            "tokens",
-            "create",
-            "--name",
-            "p",
-            "--scope",
-            "vault:read",
-            "--scope",
-            "vault:write",
-        ],
-    );
-    let token = token.trim().to_string();
+    let token = vault_token(data, "p");
     let new_subject = |server: &Server, email: &str| {
         server.call(
             "POST",
@@ -1110,20 +1102,7 @@ fn a_shortened_retention_period_reaches_stored_records() {
     let dir = tempfile::tempdir().unwrap();
     let data_path = dir.path().join("data");
     let data = data_path.to_str().unwrap();
-    let (token, _) = run_ok(
-        data,
-        &[
-            "tokens",
-            "create",
-            "--name",
-            "platform",
-            "--scope",
-            "vault:read",
-            "--scope",
-            "vault:write",
-        ],
-    );
-    let token = token.trim().to_string();
+    let token = vault_token(data, "platform");
     let server = Server::start_env(&data_path, &[], &[("TUTELA_RETENTION_INTERVAL", "off")]);
     let (st, body) = server.call(
         "POST",
